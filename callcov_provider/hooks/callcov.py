@@ -1,0 +1,502 @@
+"""The CallCov hook: one connection, both API generations, sync (requests) and async (httpx) paths."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import ssl
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from airflow.providers.common.compat.sdk import BaseHook
+
+from callcov_provider.exceptions import (
+    APIConnectionError,
+    AuthenticationError,
+    CallCovError,
+    InvalidRequestError,
+)
+from callcov_provider.hooks import validation
+from callcov_provider.hooks.config import ClientSettings, parse_extras, settings_from_connection
+from callcov_provider.hooks.retry import RetryPolicy
+from callcov_provider.hooks.transport import (
+    RawResponse,
+    RetryController,
+    classify_httpx_error,
+    classify_requests_error,
+    parse_model,
+    transport_error,
+)
+from callcov_provider.models import LIST_LIMIT_MAX, Analysis, AnalysisList
+from callcov_provider.version import __version__
+
+if TYPE_CHECKING:
+    import httpx
+    import requests
+
+USER_AGENT = f"airflow-provider-callcov/{__version__}"
+
+
+@functools.lru_cache(maxsize=1)
+def shared_ssl_context() -> ssl.SSLContext:
+    """One SSL context per process: building one costs ~20 ms of blocking I/O, too much per client."""
+    return ssl.create_default_context()
+
+
+def new_idempotency_key() -> str:
+    """A fresh idempotency key for a submission that has none of its own."""
+    return f"callcov-{uuid.uuid4()}"
+
+
+class CallCovHook(BaseHook):
+    """
+    Talk to the CallCov API through an Airflow connection.
+
+    The connection's ``host`` is the API base URL (empty means ``https://api.callcov.com/api/v1``), its
+    ``password`` the API key or token, and its extra ``auth_type`` picks ``X-API-Key`` (``api_key``, the
+    default) or ``Authorization: Bearer`` (``bearer``). Other extras: ``connect_timeout``,
+    ``read_timeout``, ``submit_path`` (``/analysis/`` or the older ``/calls/analyze``), ``dashboard_url``,
+    ``max_retries``, ``retry_deadline`` and ``retry_ambiguous_posts``.
+
+    Nothing is looked up or sent when the hook is built: the connection is read on first use.
+
+    Retries follow :class:`~callcov_provider.hooks.retry.RetryPolicy` on both paths: GETs retry on
+    connection errors, timeouts, 429 and 500/502/503/504; POSTs retry on 429, 503 and failures before the
+    request was sent, and also on the ambiguous failures (read timeout, dropped connection, 500/502/504)
+    because every POST carries an ``Idempotency-Key``, so a replay returns the first analysis rather than
+    creating a second. Set the extra ``retry_ambiguous_posts`` to ``false`` for a server that ignores the key.
+
+    :param callcov_conn_id: The Airflow connection id.
+    :param retry_policy: Overrides the policy built from the connection's extras.
+    """
+
+    conn_name_attr = "callcov_conn_id"
+    default_conn_name = "callcov_default"
+    conn_type = "callcov"
+    hook_name = "CallCov"
+
+    def __init__(self, callcov_conn_id: str = default_conn_name, *, retry_policy: RetryPolicy | None = None) -> None:
+        super().__init__()
+        self.callcov_conn_id = callcov_conn_id
+        self._retry_policy_override = retry_policy
+        self._settings: ClientSettings | None = None
+        self._session: requests.Session | None = None
+        self._async_client: httpx.AsyncClient | None = None
+        # Replaceable in tests, so that retry waits can be asserted without sleeping.
+        self.sleep: Callable[[float], None] = time.sleep
+        self.async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(callcov_conn_id={self.callcov_conn_id!r})"
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Custom field behaviour for the connection form (Airflow < 3.2; newer versions read provider info)."""
+        from callcov_provider.connection_form import UI_FIELD_BEHAVIOUR
+
+        return dict(UI_FIELD_BEHAVIOUR)
+
+    # -- connection ----------------------------------------------------------------------------------------
+
+    def _apply_override(self, settings: ClientSettings) -> ClientSettings:
+        if self._retry_policy_override is None:
+            return settings
+        from dataclasses import replace
+
+        return replace(settings, retry_policy=self._retry_policy_override)
+
+    @property
+    def settings(self) -> ClientSettings:
+        """The checked connection settings, read from the connection on first use."""
+        if self._settings is None:
+            conn = self.get_connection(self.callcov_conn_id)
+            settings = settings_from_connection(
+                conn_id=self.callcov_conn_id,
+                host=conn.host,
+                port=conn.port,
+                password=conn.password,
+                extras=parse_extras(conn.extra),
+            )
+            self._settings = self._apply_override(settings)
+        return self._settings
+
+    async def aget_settings(self) -> ClientSettings:
+        """The checked connection settings, fetched without blocking the event loop."""
+        if self._settings is None:
+            from airflow.providers.common.compat.connection import (
+                get_async_connection,
+                get_async_extra_dejson,
+            )
+
+            conn = await get_async_connection(self.callcov_conn_id, hook=self)
+            extras = await get_async_extra_dejson(conn)
+            settings = settings_from_connection(
+                conn_id=self.callcov_conn_id,
+                host=conn.host,
+                port=conn.port,
+                password=conn.password,
+                extras=parse_extras(extras),
+            )
+            self._settings = self._apply_override(settings)
+        return self._settings
+
+    def get_conn(self) -> requests.Session:
+        """The hook's one reused ``requests.Session`` (authentication is added per request)."""
+        if self._session is None:
+            import requests
+
+            session = requests.Session()
+            session.headers["User-Agent"] = f"{USER_AGENT} requests/{requests.__version__}"
+            session.headers["Accept"] = "application/json"
+            self._session = session
+        return self._session
+
+    def close(self) -> None:
+        """Close the sync session, if one was opened."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    async def aclose(self) -> None:
+        """Close the async client, if one was opened."""
+        if self._async_client is not None:
+            await self._async_client.aclose()
+            self._async_client = None
+
+    # -- the sync wire -----------------------------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Mapping[str, Any] | None = None,
+        body_factory: Callable[[], tuple[Any, str, Callable[[], None]]] | None = None,
+        idempotency_key: str | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> RawResponse:
+        """Send one logical request with retries; return the final response (2xx or not)."""
+        import requests
+        import tenacity
+
+        settings = self.settings
+        session = self.get_conn()
+        url = settings.url(path)
+        headers = settings.auth_headers()
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        controller = RetryController(
+            policy or settings.retry_policy, method, f"{method} {path}", classify_requests_error, self.log
+        )
+
+        def attempt() -> RawResponse:
+            cleanup: Callable[[], None] = _noop
+            data: Any = None
+            request_headers = dict(headers)
+            if body_factory is not None:
+                # A fresh body per attempt: a stream consumed by a failed attempt cannot be replayed.
+                data, content_type, cleanup = body_factory()
+                request_headers["Content-Type"] = content_type
+            try:
+                response = session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json_body,
+                    data=data,
+                    headers=request_headers,
+                    timeout=(settings.connect_timeout, settings.read_timeout),
+                    allow_redirects=False,
+                )
+                return RawResponse(response.status_code, dict(response.headers), response.content)
+            finally:
+                cleanup()
+
+        try:
+            return tenacity.Retrying(sleep=self.sleep, **controller.tenacity_kwargs())(attempt)
+        except requests.exceptions.RequestException as err:
+            failure = classify_requests_error(err)
+            if failure is None:
+                raise APIConnectionError(f"{method} {path} failed: {type(err).__name__}") from None
+            raise transport_error(failure, method, url) from None
+
+    # -- the async wire ----------------------------------------------------------------------------------
+
+    async def _get_async_client(self) -> httpx.AsyncClient:
+        if self._async_client is None:
+            import httpx
+
+            settings = await self.aget_settings()
+            context = await asyncio.to_thread(shared_ssl_context)
+            self._async_client = httpx.AsyncClient(
+                verify=context,
+                timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
+                headers={"User-Agent": f"{USER_AGENT} httpx/{httpx.__version__}", "Accept": "application/json"},
+                follow_redirects=False,
+            )
+        return self._async_client
+
+    async def _asend(
+        self, method: str, path: str, *, params: Mapping[str, Any] | None = None
+    ) -> RawResponse:
+        """Async counterpart of :meth:`_send` for the read-only calls triggers make."""
+        import httpx
+        import tenacity
+
+        settings = await self.aget_settings()
+        client = await self._get_async_client()
+        url = settings.url(path)
+        controller = RetryController(
+            settings.retry_policy, method, f"{method} {path}", classify_httpx_error, self.log
+        )
+
+        async def attempt() -> RawResponse:
+            response = await client.request(method, url, params=params, headers=settings.auth_headers())
+            return RawResponse(response.status_code, dict(response.headers), response.content)
+
+        try:
+            return await tenacity.AsyncRetrying(sleep=self.async_sleep, **controller.tenacity_kwargs())(attempt)
+        except httpx.HTTPError as err:
+            failure = classify_httpx_error(err)
+            if failure is None:
+                raise APIConnectionError(f"{method} {path} failed: {type(err).__name__}") from None
+            raise transport_error(failure, method, url) from None
+
+    # -- submitting --------------------------------------------------------------------------------------
+
+    def submit_analysis(
+        self,
+        *,
+        agent_id: str,
+        contact_id: str,
+        audio_file: str | None = None,
+        audio_url: str | None = None,
+        call_direction: str | None = None,
+        call_timestamp: str | datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        webhook_url: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Analysis:
+        """
+        Submit one call for analysis, by local file (streamed from disk) or by URL.
+
+        Every argument is checked before any byte is sent. The request carries an ``Idempotency-Key``:
+        ``idempotency_key`` if given, or a fresh key reused across this call's retries, so that a retry
+        after a lost response returns the first analysis instead of creating a second.
+
+        :param agent_id: The agent's id (required, non-empty).
+        :param contact_id: The customer's id (required, non-empty).
+        :param audio_file: Path of a local WAV, MP3, M4A, FLAC or OGG file within its size limit.
+        :param audio_url: An http(s) URL the API downloads the audio from. Exactly one of the two.
+        :param call_direction: ``inbound`` or ``outbound``.
+        :param call_timestamp: When the call happened, ISO 8601 text or a ``datetime``.
+        :param metadata: JSON-serialisable mapping stored with the analysis.
+        :param webhook_url: Where the API POSTs ``analysis.completed`` / ``analysis.failed``.
+        :param idempotency_key: The key for this submission; a replay with the same key returns the
+            same analysis.
+        :return: The new analysis, normally with status ``processing``.
+        :raises InvalidRequestError: naming the field, for any argument a local check refuses.
+        """
+        fields: dict[str, Any] = {
+            "agent_id": validation.require_id(agent_id, "agent_id"),
+            "contact_id": validation.require_id(contact_id, "contact_id"),
+            "call_direction": validation.check_call_direction(call_direction),
+            "call_timestamp": validation.check_call_timestamp(call_timestamp),
+            "metadata": validation.check_metadata(metadata),
+            "webhook_url": validation.check_webhook_url(webhook_url),
+        }
+        key = validation.check_idempotency_key(idempotency_key) or new_idempotency_key()
+        if (audio_file is None) == (audio_url is None):
+            raise InvalidRequestError(
+                "give exactly one of audio_file or audio_url", field="audio_file" if audio_file else "audio_url"
+            )
+        present = {name: value for name, value in fields.items() if value is not None}
+        if audio_url is not None:
+            payload = {"audio_url": validation.check_audio_url(audio_url), **present}
+            submit = functools.partial(self._send, "POST", self.settings.submit_path, json_body=payload)
+        else:
+            audio = validation.check_audio_file(audio_file)  # type: ignore[arg-type]
+            form = {name: json.dumps(value) if name == "metadata" else value for name, value in present.items()}
+            submit = functools.partial(
+                self._send, "POST", self.settings.submit_path, body_factory=_multipart_factory(audio, form)
+            )
+        response = submit(idempotency_key=key)
+        analysis = parse_model(response, Analysis, "submit")
+        self.log.info("Submitted CallCov analysis %s (status %s)", analysis.id, analysis.status.value)
+        return analysis
+
+    # -- reading -----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _analysis_path(analysis_id: str) -> str:
+        return f"/analysis/{quote(validation.require_id(analysis_id, 'analysis_id'), safe='')}"
+
+    def get_analysis(self, analysis_id: str) -> Analysis:
+        """
+        Fetch one analysis by id.
+
+        :param analysis_id: The analysis id returned by :meth:`submit_analysis`.
+        :raises NotFoundError: if there is no such analysis in this account.
+        """
+        return parse_model(self._send("GET", self._analysis_path(analysis_id)), Analysis, "get")
+
+    async def aget_analysis(self, analysis_id: str) -> Analysis:
+        """Async :meth:`get_analysis` on httpx; never blocks the event loop."""
+        return parse_model(await self._asend("GET", self._analysis_path(analysis_id)), Analysis, "get")
+
+    def list_analyses(
+        self,
+        *,
+        status_filter: str | None = None,
+        agent_id: str | None = None,
+        contact_id: str | None = None,
+        search: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> AnalysisList:
+        """
+        Fetch one page of analyses, newest first.
+
+        :param status_filter: ``processing``, ``completed`` or ``failed``.
+        :param agent_id: Only this agent's analyses.
+        :param contact_id: Only this contact's analyses.
+        :param search: Case-insensitive search in agent and contact ids.
+        :param limit: Page size, 1 to 1000.
+        :param offset: Analyses to skip, 0 or more.
+        """
+        params = validation.list_params(
+            status_filter=status_filter, agent_id=agent_id, contact_id=contact_id, search=search,
+            limit=limit, offset=offset,
+        )
+        return parse_model(self._send("GET", "/analysis/", params=params), AnalysisList, "list")
+
+    async def alist_analyses(
+        self,
+        *,
+        status_filter: str | None = None,
+        agent_id: str | None = None,
+        contact_id: str | None = None,
+        search: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> AnalysisList:
+        """Async :meth:`list_analyses` on httpx; never blocks the event loop."""
+        params = validation.list_params(
+            status_filter=status_filter, agent_id=agent_id, contact_id=contact_id, search=search,
+            limit=limit, offset=offset,
+        )
+        return parse_model(await self._asend("GET", "/analysis/", params=params), AnalysisList, "list")
+
+    def iter_analyses(
+        self,
+        *,
+        status_filter: str | None = None,
+        agent_id: str | None = None,
+        contact_id: str | None = None,
+        search: str | None = None,
+        page_size: int = LIST_LIMIT_MAX,
+        max_results: int | None = None,
+    ) -> Iterator[Analysis]:
+        """
+        Iterate over every matching analysis, newest first, in pages of ``page_size`` (at most 1000).
+
+        Pages are read lazily: stop iterating and no further page is fetched. An analysis that moves to a
+        later page while paging (new ones arrive at the front) is yielded once.
+
+        :param page_size: Analyses per request, 1 to 1000; the largest page costs the fewest requests.
+        :param max_results: Stop after this many analyses.
+        """
+        size = validation.check_int_range(page_size, "page_size", 1, LIST_LIMIT_MAX)
+        cap = None if max_results is None else validation.check_int_range(max_results, "max_results", 0)
+        validation.list_params(
+            status_filter=status_filter, agent_id=agent_id, contact_id=contact_id, search=search
+        )
+        seen: set[str] = set()
+        offset = 0
+        while cap is None or len(seen) < cap:
+            limit = size if cap is None else min(size, cap - len(seen))
+            page = self.list_analyses(
+                status_filter=status_filter, agent_id=agent_id, contact_id=contact_id, search=search,
+                limit=limit, offset=offset,
+            )
+            for analysis in page.data:
+                if analysis.id in seen:
+                    continue
+                seen.add(analysis.id)
+                yield analysis
+                if cap is not None and len(seen) >= cap:
+                    return
+            if not page.has_more or not page.data:
+                return
+            offset += len(page.data)
+
+    async def aiter_analyses(
+        self,
+        *,
+        status_filter: str | None = None,
+        page_size: int = LIST_LIMIT_MAX,
+    ) -> AsyncIterator[Analysis]:
+        """Async iteration over every analysis with ``status_filter``, newest first, one page at a time."""
+        size = validation.check_int_range(page_size, "page_size", 1, LIST_LIMIT_MAX)
+        seen: set[str] = set()
+        offset = 0
+        while True:
+            page = await self.alist_analyses(status_filter=status_filter, limit=size, offset=offset)
+            for analysis in page.data:
+                if analysis.id not in seen:
+                    seen.add(analysis.id)
+                    yield analysis
+            if not page.has_more or not page.data:
+                return
+            offset += len(page.data)
+
+    # -- connection test ---------------------------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """
+        Check the connection with one cheap authenticated call (a one-item list, free of usage limits).
+
+        :return: ``(True, message)`` on success; ``(False, reason)`` telling a refused key apart from an
+            unreachable host. The key is never part of the message.
+        """
+        try:
+            settings = self.settings
+            response = self._send(
+                "GET", "/analysis/", params={"limit": 1}, policy=RetryPolicy(max_retries=0)
+            )
+            parse_model(response, AnalysisList, "list")
+        except AuthenticationError as err:
+            return False, f"Authentication failed: the API refused the key ({err.message})"
+        except APIConnectionError as err:
+            return False, f"Cannot reach the CallCov API: {err.message}"
+        except CallCovError as err:
+            return False, f"CallCov API error: {err}"
+        return True, f"Connected to the CallCov API at {settings.base_url}"
+
+
+def _noop() -> None:
+    return None
+
+
+def _multipart_factory(
+    audio: validation.AudioFile, form: Mapping[str, Any]
+) -> Callable[[], tuple[Any, str, Callable[[], None]]]:
+    """Build, per attempt, a streaming multipart body that reads the file from disk as it is sent."""
+
+    def build() -> tuple[Any, str, Callable[[], None]]:
+        from requests_toolbelt.multipart.encoder import MultipartEncoder
+
+        handle = audio.path.open("rb")
+        fields: dict[str, Any] = {name: str(value) for name, value in form.items()}
+        fields["audio_file"] = (audio.path.name, handle, audio.audio_format.content_type)
+        encoder = MultipartEncoder(fields=fields)
+        return encoder, encoder.content_type, handle.close
+
+    return build

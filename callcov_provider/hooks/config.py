@@ -1,0 +1,180 @@
+"""Turn an Airflow connection into the settings the CallCov client needs, checking every field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from callcov_provider.exceptions import ConnectionConfigError, safe_url
+from callcov_provider.hooks.retry import RetryPolicy
+from callcov_provider.models import DEFAULT_BASE_URL, DEFAULT_DASHBOARD_URL, LEGACY_SUBMIT_PATH, SUBMIT_PATH
+
+AUTH_TYPES = ("api_key", "bearer")
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """
+    Everything a request needs, read from one connection.
+
+    The secret is kept out of ``repr`` so that a settings object in a log or a traceback shows nothing.
+    """
+
+    base_url: str
+    api_key: str = field(repr=False)
+    auth_type: str = "api_key"
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    submit_path: str = SUBMIT_PATH
+    dashboard_url: str = DEFAULT_DASHBOARD_URL
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def auth_headers(self) -> dict[str, str]:
+        """The authentication header of the configured kind."""
+        if self.auth_type == "bearer":
+            return {"Authorization": f"Bearer {self.api_key}"}
+        return {"X-API-Key": self.api_key}
+
+    def url(self, path: str) -> str:
+        """The absolute URL of an API path such as ``/analysis/``."""
+        return self.base_url + path
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in any output."""
+        return (self.api_key,) if self.api_key else ()
+
+
+def normalise_base_url(host: str | None, port: int | None = None) -> str:
+    """
+    Build the API base URL from a connection's ``host`` (and ``port``).
+
+    An empty host means the public API. A host without a scheme gets ``https://``. A URL with no path
+    gets the documented ``/api/v1``.
+
+    :raises ConnectionConfigError: if the host is not a usable http(s) URL.
+    """
+    raw = (host or "").strip()
+    if not raw:
+        return DEFAULT_BASE_URL
+    if "://" not in raw:
+        raw = f"https://{raw}"
+    try:
+        parts = urlsplit(raw)
+        parsed_port = parts.port
+    except ValueError as err:
+        raise ConnectionConfigError(
+            f"connection host {safe_url(raw)!r} is not a valid URL: {err}", field="host"
+        ) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in raw):
+        raise ConnectionConfigError(
+            f"connection host {safe_url(raw)!r} must be an http(s) URL such as {DEFAULT_BASE_URL}",
+            field="host",
+        )
+    if parts.query or parts.username or parts.password:
+        raise ConnectionConfigError(
+            "connection host must not carry a query string or credentials; put the key in the password",
+            field="host",
+        )
+    netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    effective_port = parsed_port or port
+    if effective_port:
+        netloc = f"{netloc}:{effective_port}"
+    path = parts.path.rstrip("/") or "/api/v1"
+    return f"{parts.scheme}://{netloc}{path}"
+
+
+def _number(extras: Mapping[str, Any], name: str, default: float, *, minimum: float = 0.0) -> float:
+    value = extras.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConnectionConfigError(f"connection extra {name!r} must be a number", field=name) from None
+    if number < minimum:
+        raise ConnectionConfigError(f"connection extra {name!r} must be at least {minimum}", field=name)
+    return number
+
+
+def _boolean(extras: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = extras.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ConnectionConfigError(f"connection extra {name!r} must be true or false", field=name)
+
+
+def parse_extras(extra: str | Mapping[str, Any] | None) -> dict[str, Any]:
+    """Read a connection's ``extra`` (JSON text or a mapping), dropping the form's ``extra__callcov__`` prefix."""
+    if extra is None or extra == "":
+        return {}
+    if isinstance(extra, Mapping):
+        raw: Any = dict(extra)
+    else:
+        try:
+            raw = json.loads(extra)
+        except ValueError:
+            raise ConnectionConfigError("connection extra is not valid JSON", field="extra") from None
+    if not isinstance(raw, dict):
+        raise ConnectionConfigError("connection extra must be a JSON object", field="extra")
+    prefix = "extra__callcov__"
+    return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in raw.items()}
+
+
+def settings_from_connection(
+    *,
+    conn_id: str,
+    host: str | None,
+    port: int | None,
+    password: str | None,
+    extras: Mapping[str, Any],
+) -> ClientSettings:
+    """
+    Check a connection's fields and build :class:`ClientSettings`.
+
+    :raises ConnectionConfigError: naming the field, for a missing key, malformed host or bad extra.
+    """
+    api_key = (password or "").strip()
+    if not api_key:
+        raise ConnectionConfigError(
+            f"connection {conn_id!r} has no API key: set it as the connection's password", field="password"
+        )
+    auth_type = str(extras.get("auth_type") or "api_key").strip().lower()
+    if auth_type not in AUTH_TYPES:
+        raise ConnectionConfigError(
+            f"connection extra 'auth_type' must be one of {', '.join(AUTH_TYPES)}, got {auth_type!r}",
+            field="auth_type",
+        )
+    submit_path = str(extras.get("submit_path") or SUBMIT_PATH)
+    if submit_path not in (SUBMIT_PATH, LEGACY_SUBMIT_PATH):
+        raise ConnectionConfigError(
+            f"connection extra 'submit_path' must be {SUBMIT_PATH!r} or {LEGACY_SUBMIT_PATH!r}",
+            field="submit_path",
+        )
+    max_retries = int(_number(extras, "max_retries", 5))
+    policy = RetryPolicy(
+        max_retries=max_retries,
+        deadline=_number(extras, "retry_deadline", 300.0),
+        retry_ambiguous_posts=_boolean(extras, "retry_ambiguous_posts", True),
+    )
+    dashboard_url = str(extras.get("dashboard_url") or DEFAULT_DASHBOARD_URL).rstrip("/")
+    return ClientSettings(
+        base_url=normalise_base_url(host, port),
+        api_key=api_key,
+        auth_type=auth_type,
+        connect_timeout=_number(extras, "connect_timeout", 10.0, minimum=0.001),
+        read_timeout=_number(extras, "read_timeout", 60.0, minimum=0.001),
+        submit_path=submit_path,
+        dashboard_url=dashboard_url,
+        retry_policy=policy,
+    )

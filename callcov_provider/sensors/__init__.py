@@ -1,0 +1,1 @@
+"""CallCov provider sensors."""
