@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from callcov_provider.models import DEFAULT_BASE_URL, DEFAULT_DASHBOARD_URL, SUBMIT_PATH
+from callcov_provider.models import DEFAULT_BASE_URL, DEFAULT_DASHBOARD_URL, LEGACY_SUBMIT_PATH, SUBMIT_PATH
 
 #: Connection extras, as JSON-schema fields (``extra__callcov__<name>`` in the form).
 CONN_FIELDS: dict[str, dict[str, Any]] = {
@@ -31,7 +31,11 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "submit_path": {
         "label": "Submit path",
         "description": "/analysis/ (current API) or /calls/analyze (older generation).",
-        "schema": {"type": ["string", "null"], "enum": [SUBMIT_PATH, "/calls/analyze"], "default": SUBMIT_PATH},
+        "schema": {
+            "type": ["string", "null"],
+            "enum": [SUBMIT_PATH, LEGACY_SUBMIT_PATH],
+            "default": SUBMIT_PATH,
+        },
     },
     "dashboard_url": {
         "label": "Dashboard URL",
@@ -48,7 +52,9 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     },
     "retry_ambiguous_posts": {
         "label": "Retry ambiguous submissions",
-        "description": "Retry a submission whose outcome is unknown; safe because every POST has an idempotency key.",
+        "description": (
+            "Retry a submission whose outcome is unknown; safe because every POST has an idempotency key."
+        ),
         "schema": {"type": ["boolean", "null"], "default": True},
     },
 }

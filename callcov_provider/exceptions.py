@@ -18,7 +18,7 @@ error body and from locally known, non-secret values only, and URLs are shown th
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -35,13 +35,42 @@ def safe_url(url: str) -> str:
     """
     try:
         parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a port that is out of range or not a number
     except ValueError:
         return "<unparseable url>"
     netloc = parts.hostname or ""
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if port:
+        netloc = f"{netloc}:{port}"
     query = "<redacted>" if parts.query else ""
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """
+    The parts of ``url`` that may carry a credential: its query string, fragment and user info.
+
+    :param url: Any URL, such as a signed ``audio_url``.
+    :return: The non-empty secret parts, for :func:`redact`.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return (url,) if url else ()
+    candidates = (parts.query, parts.fragment, parts.password, parts.username)
+    return tuple(part for part in candidates if part)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """
+    Replace every occurrence of each of ``secrets`` in ``text`` with ``<redacted>``.
+
+    Used on text that comes from the server (an error body may echo a header or a URL back).
+    """
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, "<redacted>")
+    return text
 
 
 class CallCovError(Exception):
@@ -260,7 +289,10 @@ def parse_error_body(body: bytes, content_type: str | None = None) -> tuple[str,
             return message, code, field
     snippet = " ".join(text.split())[:BODY_SNIPPET_CHARS]
     kind = (content_type or "unknown content type").split(";")[0]
-    return (f"non-JSON response ({kind}): {snippet}" if snippet else "empty response body"), None, None
+    if not snippet:
+        return "empty response body", None, None
+    label = "non-JSON response" if payload is None else "unrecognised error body"
+    return f"{label} ({kind}): {snippet}", None, None
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -273,6 +305,7 @@ def error_from_response(
     *,
     content_type: str | None = None,
     retry_after: float | None = None,
+    secrets: Iterable[str] = (),
 ) -> CallCovError:
     """
     Build the typed error for an HTTP error response.
@@ -281,8 +314,13 @@ def error_from_response(
     :param body: The raw body; parsed by :func:`parse_error_body`.
     :param content_type: The response's content type.
     :param retry_after: For 429, the wait the server asked for, in seconds.
+    :param secrets: Values (the API key, a signed URL's query) removed from the server's text, should the
+        server echo them back.
     """
     message, code, field = parse_error_body(body, content_type)
+    secrets = tuple(secrets)
+    message = redact(message, secrets)
+    code = None if code is None else redact(code, secrets)
     cls = _error_class_for_status(status_code)
     if cls is RateLimitedError:
         return RateLimitedError(

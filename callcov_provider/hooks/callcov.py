@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import logging
 import ssl
 import time
 import uuid
@@ -21,11 +20,13 @@ from callcov_provider.exceptions import (
     AuthenticationError,
     CallCovError,
     InvalidRequestError,
+    url_secrets,
 )
 from callcov_provider.hooks import validation
 from callcov_provider.hooks.config import ClientSettings, parse_extras, settings_from_connection
 from callcov_provider.hooks.retry import RetryPolicy
 from callcov_provider.hooks.transport import (
+    ModelT,
     RawResponse,
     RetryController,
     classify_httpx_error,
@@ -81,7 +82,9 @@ class CallCovHook(BaseHook):
     conn_type = "callcov"
     hook_name = "CallCov"
 
-    def __init__(self, callcov_conn_id: str = default_conn_name, *, retry_policy: RetryPolicy | None = None) -> None:
+    def __init__(
+        self, callcov_conn_id: str = default_conn_name, *, retry_policy: RetryPolicy | None = None
+    ) -> None:
         super().__init__()
         self.callcov_conn_id = callcov_conn_id
         self._retry_policy_override = retry_policy
@@ -91,13 +94,15 @@ class CallCovHook(BaseHook):
         # Replaceable in tests, so that retry waits can be asserted without sleeping.
         self.sleep: Callable[[float], None] = time.sleep
         self.async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        # The httpx transport of the async client; ``None`` is httpx's own. Tests put a MockTransport here.
+        self.async_transport: httpx.AsyncBaseTransport | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(callcov_conn_id={self.callcov_conn_id!r})"
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Custom field behaviour for the connection form (Airflow < 3.2; newer versions read provider info)."""
+        """Field behaviour of the connection form (Airflow < 3.2; newer versions read provider info)."""
         from callcov_provider.connection_form import UI_FIELD_BEHAVIOUR
 
         return dict(UI_FIELD_BEHAVIOUR)
@@ -237,8 +242,12 @@ class CallCovHook(BaseHook):
             context = await asyncio.to_thread(shared_ssl_context)
             self._async_client = httpx.AsyncClient(
                 verify=context,
+                transport=self.async_transport,
                 timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
-                headers={"User-Agent": f"{USER_AGENT} httpx/{httpx.__version__}", "Accept": "application/json"},
+                headers={
+                    "User-Agent": f"{USER_AGENT} httpx/{httpx.__version__}",
+                    "Accept": "application/json",
+                },
                 follow_redirects=False,
             )
         return self._async_client
@@ -262,12 +271,20 @@ class CallCovHook(BaseHook):
             return RawResponse(response.status_code, dict(response.headers), response.content)
 
         try:
-            return await tenacity.AsyncRetrying(sleep=self.async_sleep, **controller.tenacity_kwargs())(attempt)
+            retrying = tenacity.AsyncRetrying(sleep=self.async_sleep, **controller.tenacity_kwargs())
+            return await retrying(attempt)
         except httpx.HTTPError as err:
             failure = classify_httpx_error(err)
             if failure is None:
                 raise APIConnectionError(f"{method} {path} failed: {type(err).__name__}") from None
             raise transport_error(failure, method, url) from None
+
+    def _parse(
+        self, response: RawResponse, model: type[ModelT], what: str, extra_secrets: tuple[str, ...] = ()
+    ) -> ModelT:
+        """Parse a response, removing the key (and ``extra_secrets``) from any error the server wrote."""
+        known = self._settings.secrets if self._settings is not None else ()
+        return parse_model(response, model, what, secrets=known + extra_secrets)
 
     # -- submitting --------------------------------------------------------------------------------------
 
@@ -315,7 +332,8 @@ class CallCovHook(BaseHook):
         key = validation.check_idempotency_key(idempotency_key) or new_idempotency_key()
         if (audio_file is None) == (audio_url is None):
             raise InvalidRequestError(
-                "give exactly one of audio_file or audio_url", field="audio_file" if audio_file else "audio_url"
+                "give exactly one of audio_file or audio_url",
+                field="audio_file" if audio_file else "audio_url",
             )
         present = {name: value for name, value in fields.items() if value is not None}
         if audio_url is not None:
@@ -323,12 +341,15 @@ class CallCovHook(BaseHook):
             submit = functools.partial(self._send, "POST", self.settings.submit_path, json_body=payload)
         else:
             audio = validation.check_audio_file(audio_file)  # type: ignore[arg-type]
-            form = {name: json.dumps(value) if name == "metadata" else value for name, value in present.items()}
+            form = {
+                name: json.dumps(value) if name == "metadata" else value for name, value in present.items()
+            }
             submit = functools.partial(
                 self._send, "POST", self.settings.submit_path, body_factory=_multipart_factory(audio, form)
             )
         response = submit(idempotency_key=key)
-        analysis = parse_model(response, Analysis, "submit")
+        # The server may echo the audio URL back in an error: its query (a signed URL's token) is a secret.
+        analysis = self._parse(response, Analysis, "submit", url_secrets(audio_url or ""))
         self.log.info("Submitted CallCov analysis %s (status %s)", analysis.id, analysis.status.value)
         return analysis
 
@@ -345,11 +366,11 @@ class CallCovHook(BaseHook):
         :param analysis_id: The analysis id returned by :meth:`submit_analysis`.
         :raises NotFoundError: if there is no such analysis in this account.
         """
-        return parse_model(self._send("GET", self._analysis_path(analysis_id)), Analysis, "get")
+        return self._parse(self._send("GET", self._analysis_path(analysis_id)), Analysis, "get")
 
     async def aget_analysis(self, analysis_id: str) -> Analysis:
         """Async :meth:`get_analysis` on httpx; never blocks the event loop."""
-        return parse_model(await self._asend("GET", self._analysis_path(analysis_id)), Analysis, "get")
+        return self._parse(await self._asend("GET", self._analysis_path(analysis_id)), Analysis, "get")
 
     def list_analyses(
         self,
@@ -375,7 +396,7 @@ class CallCovHook(BaseHook):
             status_filter=status_filter, agent_id=agent_id, contact_id=contact_id, search=search,
             limit=limit, offset=offset,
         )
-        return parse_model(self._send("GET", "/analysis/", params=params), AnalysisList, "list")
+        return self._parse(self._send("GET", "/analysis/", params=params), AnalysisList, "list")
 
     async def alist_analyses(
         self,
@@ -392,7 +413,7 @@ class CallCovHook(BaseHook):
             status_filter=status_filter, agent_id=agent_id, contact_id=contact_id, search=search,
             limit=limit, offset=offset,
         )
-        return parse_model(await self._asend("GET", "/analysis/", params=params), AnalysisList, "list")
+        return self._parse(await self._asend("GET", "/analysis/", params=params), AnalysisList, "list")
 
     def iter_analyses(
         self,
@@ -418,14 +439,18 @@ class CallCovHook(BaseHook):
         validation.list_params(
             status_filter=status_filter, agent_id=agent_id, contact_id=contact_id, search=search
         )
+        # The checks above run when this method is called; the pages are read as the caller iterates.
+        filters = {
+            "status_filter": status_filter, "agent_id": agent_id, "contact_id": contact_id, "search": search,
+        }
+        return self._iter_pages(filters, size, cap)
+
+    def _iter_pages(self, filters: Mapping[str, Any], size: int, cap: int | None) -> Iterator[Analysis]:
         seen: set[str] = set()
         offset = 0
         while cap is None or len(seen) < cap:
             limit = size if cap is None else min(size, cap - len(seen))
-            page = self.list_analyses(
-                status_filter=status_filter, agent_id=agent_id, contact_id=contact_id, search=search,
-                limit=limit, offset=offset,
-            )
+            page = self.list_analyses(**filters, limit=limit, offset=offset)
             for analysis in page.data:
                 if analysis.id in seen:
                     continue
@@ -471,7 +496,7 @@ class CallCovHook(BaseHook):
             response = self._send(
                 "GET", "/analysis/", params={"limit": 1}, policy=RetryPolicy(max_retries=0)
             )
-            parse_model(response, AnalysisList, "list")
+            self._parse(response, AnalysisList, "list")
         except AuthenticationError as err:
             return False, f"Authentication failed: the API refused the key ({err.message})"
         except APIConnectionError as err:

@@ -115,7 +115,7 @@ def _boolean(extras: Mapping[str, Any], name: str, default: bool) -> bool:
 
 
 def parse_extras(extra: str | Mapping[str, Any] | None) -> dict[str, Any]:
-    """Read a connection's ``extra`` (JSON text or a mapping), dropping the form's ``extra__callcov__`` prefix."""
+    """Read a connection's ``extra`` (JSON text or mapping); drops the form's ``extra__callcov__`` prefix."""
     if extra is None or extra == "":
         return {}
     if isinstance(extra, Mapping):

@@ -26,6 +26,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 
 RETRYABLE_STATUSES_ANY_METHOD = frozenset({429, 503})
@@ -150,9 +151,14 @@ def server_requested_wait(headers: Mapping[str, str], *, now: float | None = Non
             return max(0.0, float(value))
         except ValueError:
             try:
-                return max(0.0, parsedate_to_datetime(value).timestamp() - current)
+                moment = parsedate_to_datetime(value)
             except (TypeError, ValueError, IndexError):
                 pass
+            else:
+                # An HTTP date is always UTC; a "-0000" zone parses as naive, which is not local time.
+                if moment.tzinfo is None:
+                    moment = moment.replace(tzinfo=timezone.utc)
+                return max(0.0, moment.timestamp() - current)
     reset = _header(headers, "X-RateLimit-Reset")
     if reset:
         try:

@@ -8,10 +8,9 @@ classifies their exceptions by name of class, so importing it stays cheap.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
@@ -26,6 +25,13 @@ from callcov_provider.exceptions import (
 from callcov_provider.hooks.retry import Outcome, RetryPolicy, TransportFailure, server_requested_wait
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class WarningLogger(Protocol):
+    """Anything with a ``warning`` method: a :class:`logging.Logger` or Airflow's task SDK logger."""
+
+    def warning(self, msg: Any, /, *args: Any) -> Any:
+        """Log ``msg % args`` as a warning."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +51,13 @@ class RawResponse:
         return None
 
 
-def raise_for_status(response: RawResponse) -> None:
-    """Raise the typed :class:`CallCovError` for a non-2xx response."""
+def raise_for_status(response: RawResponse, *, secrets: Iterable[str] = ()) -> None:
+    """
+    Raise the typed :class:`CallCovError` for a non-2xx response.
+
+    :param secrets: Values to remove from the server's error text
+        (see :func:`~callcov_provider.exceptions.redact`).
+    """
     if 200 <= response.status < 300:
         return
     raise error_from_response(
@@ -54,17 +65,21 @@ def raise_for_status(response: RawResponse) -> None:
         response.body,
         content_type=response.content_type,
         retry_after=server_requested_wait(response.headers),
+        secrets=secrets,
     )
 
 
-def parse_model(response: RawResponse, model: type[ModelT], what: str) -> ModelT:
+def parse_model(
+    response: RawResponse, model: type[ModelT], what: str, *, secrets: Iterable[str] = ()
+) -> ModelT:
     """
     Parse a 2xx response into ``model``.
 
+    :param secrets: Values to remove from the text of an error response.
     :raises UnexpectedResponseError: for a body that is not JSON or does not match the contract. The message
         names the fields that are wrong but never echoes values (a response may carry a signed URL).
     """
-    raise_for_status(response)
+    raise_for_status(response, secrets=secrets)
     try:
         return model.model_validate_json(response.body)
     except PydanticValidationError as err:
@@ -146,7 +161,7 @@ class RetryController:
         method: str,
         label: str,
         classify: Callable[[BaseException], TransportFailure | None],
-        logger: logging.Logger,
+        logger: WarningLogger,
     ) -> None:
         self.policy = policy
         self.method = method

@@ -151,9 +151,16 @@ def check_webhook_url(value: Any) -> str | None:
     """Check ``webhook_url`` is an http(s) URL (or absent)."""
     if value is None:
         return None
-    if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https"):
-        raise InvalidRequestError("webhook_url must be an http:// or https:// URL", field="webhook_url")
-    return value
+    error = InvalidRequestError("webhook_url must be an http:// or https:// URL", field="webhook_url")
+    if not isinstance(value, str):
+        raise error
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        raise error from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise error
+    return value.strip()
 
 
 def check_idempotency_key(value: Any) -> str | None:

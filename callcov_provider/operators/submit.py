@@ -1,0 +1,273 @@
+"""Submit one call recording to CallCov, and optionally wait for its analysis."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseOperator, ResumableJobMixin, conf
+
+from callcov_provider.exceptions import AnalysisFailedError, CallCovError, DeadlineExceededError
+from callcov_provider.links import ANALYSIS_URL_XCOM_KEY, CallCovAnalysisLink, dashboard_url
+from callcov_provider.models import Analysis, AnalysisStatus
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+    from callcov_provider.hooks.callcov import CallCovHook
+
+#: XCom key of the finished analysis, pushed when the operator waits for it.
+ANALYSIS_XCOM_KEY = "analysis"
+
+
+def default_idempotency_key(dag_id: str, task_id: str, run_id: str, map_index: int) -> str:
+    """
+    The idempotency key of a task instance's submission: the same on every try of the task.
+
+    The try number is left out on purpose, so neither the hook's retries nor a task retry after a lost
+    response can create a second analysis.
+    """
+    digest = hashlib.sha256(f"{dag_id}\x1f{task_id}\x1f{run_id}\x1f{map_index}".encode()).hexdigest()
+    return f"airflow-{digest[:40]}"
+
+
+def successor_key(key: str, failed_analysis_id: str) -> str:
+    """A new key, derived from ``key``, for resubmitting after the analysis it produced failed."""
+    digest = hashlib.sha256(f"{key}\x1f{failed_analysis_id}".encode()).hexdigest()
+    return f"airflow-{digest[:40]}"
+
+
+class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
+    """
+    Submit a call recording for analysis; return the analysis id.
+
+    Give exactly one of ``audio_file`` (a local path, streamed from disk) or ``audio_url``. Every argument
+    is templated and checked before anything is sent. Nothing touches a connection or the network until
+    the task runs.
+
+    The submission's idempotency key defaults to one derived from the DAG id, task id, run id and map
+    index (not the try number): a task retry after a lost response gets the analysis the first try created
+    instead of a second one. If that replay is an analysis that already *failed*, it is submitted once
+    more under a key derived from the old one.
+
+    With ``wait_for_completion`` the task waits for the analysis and pushes it, finished, under the XCom
+    key ``analysis``; a ``failed`` analysis fails the task with the server's reason. Waiting happens in the
+    worker, or in the triggerer when ``deferrable``. On Airflow 3.3 and later the worker wait is durable
+    (``ResumableJobMixin``): a worker that dies mid-wait reconnects to the same analysis on retry.
+
+    .. seealso::
+        :meth:`callcov_provider.hooks.callcov.CallCovHook.submit_analysis` for the argument checks.
+
+    :param agent_id: The agent's id.
+    :param contact_id: The customer's id.
+    :param audio_file: Path of a local WAV, MP3, M4A, FLAC or OGG recording.
+    :param audio_url: URL the API downloads the recording from.
+    :param call_direction: ``inbound`` or ``outbound``.
+    :param call_timestamp: When the call happened (ISO 8601 or a datetime).
+    :param metadata: JSON-serialisable mapping stored with the analysis.
+    :param webhook_url: URL to notify when the analysis finishes.
+    :param idempotency_key: Overrides the derived idempotency key.
+    :param wait_for_completion: Wait until the analysis finishes.
+    :param deferrable: Wait in the triggerer (default: ``[operators] default_deferrable``).
+    :param poll_interval: Seconds between status checks while waiting.
+    :param timeout: Seconds to wait before failing with :class:`DeadlineExceededError`.
+    :param callcov_conn_id: The CallCov connection id.
+    """
+
+    template_fields: Sequence[str] = (
+        "agent_id",
+        "contact_id",
+        "audio_file",
+        "audio_url",
+        "call_direction",
+        "call_timestamp",
+        "metadata",
+        "webhook_url",
+        "idempotency_key",
+        "callcov_conn_id",
+    )
+    template_fields_renderers = {"metadata": "json"}
+    operator_extra_links = (CallCovAnalysisLink(),)
+    ui_color = "#e3f2fd"
+    external_id_key = "callcov_analysis_id"
+
+    def __init__(
+        self,
+        *,
+        agent_id: str,
+        contact_id: str,
+        audio_file: str | None = None,
+        audio_url: str | None = None,
+        call_direction: str | None = None,
+        call_timestamp: Any = None,
+        metadata: dict[str, Any] | None = None,
+        webhook_url: str | None = None,
+        idempotency_key: str | None = None,
+        wait_for_completion: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 30.0,
+        timeout: float = 3 * 60 * 60,
+        callcov_conn_id: str = "callcov_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.agent_id = agent_id
+        self.contact_id = contact_id
+        self.audio_file = audio_file
+        self.audio_url = audio_url
+        self.call_direction = call_direction
+        self.call_timestamp = call_timestamp
+        self.metadata = metadata
+        self.webhook_url = webhook_url
+        self.idempotency_key = idempotency_key
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.callcov_conn_id = callcov_conn_id
+
+    @cached_property
+    def hook(self) -> CallCovHook:
+        """The CallCov hook, built on first use (never at DAG parse time)."""
+        from callcov_provider.hooks.callcov import CallCovHook
+
+        return CallCovHook(self.callcov_conn_id)
+
+    # -- submitting --------------------------------------------------------------------------------------
+
+    def _base_key(self, context: Context) -> str:
+        if self.idempotency_key:
+            return str(self.idempotency_key)
+        ti = context["ti"]
+        return default_idempotency_key(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
+
+    def _submit_once(self, key: str) -> Analysis:
+        return self.hook.submit_analysis(
+            agent_id=self.agent_id,
+            contact_id=self.contact_id,
+            audio_file=self.audio_file,
+            audio_url=self.audio_url,
+            call_direction=self.call_direction,
+            call_timestamp=self.call_timestamp,
+            metadata=self.metadata,
+            webhook_url=self.webhook_url,
+            idempotency_key=key,
+        )
+
+    def submit(self, context: Context) -> Analysis:
+        """
+        Submit under the idempotency key; step past replays of analyses that failed on earlier tries.
+
+        A try can only replay submissions of earlier tries, so at most ``try_number - 1`` steps are taken:
+        a failure on the first try is the analysis's own and is reported as such.
+        """
+        key = self._base_key(context)
+        analysis = self._submit_once(key)
+        hops_allowed = max(0, int(getattr(context["ti"], "try_number", 1)) - 1)
+        while analysis.status is AnalysisStatus.FAILED and hops_allowed > 0:
+            self.log.warning(
+                "Submission replayed analysis %s, which failed on an earlier try (%s); submitting again",
+                analysis.id,
+                analysis.error_message or "no reason given",
+            )
+            key = successor_key(key, analysis.id)
+            analysis = self._submit_once(key)
+            hops_allowed -= 1
+        context["ti"].xcom_push(
+            key=ANALYSIS_URL_XCOM_KEY, value=dashboard_url(self.hook.settings.dashboard_url, analysis.id)
+        )
+        self.log.info("CallCov analysis %s submitted (status %s)", analysis.id, analysis.status.value)
+        return analysis
+
+    # -- execute -----------------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> str:
+        """Submit, then return the id, wait in the worker (durably), or defer to the triggerer."""
+        if self.wait_for_completion and not self.deferrable:
+            return str(self.execute_resumable(context))
+        analysis = self.submit(context)
+        if not self.wait_for_completion:
+            return analysis.id
+        # Check once before deferring: an analysis that is already finished needs no triggerer.
+        if not analysis.is_finished:
+            analysis = self.hook.get_analysis(analysis.id)
+        if analysis.is_finished:
+            return self._finish(context, analysis)
+        from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
+
+        self.defer(
+            trigger=AnalysisCompletedTrigger(
+                analysis_ids=[analysis.id],
+                callcov_conn_id=self.callcov_conn_id,
+                poll_interval=self.poll_interval,
+                end_time=time.time() + self.timeout,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout + 60),
+        )
+        raise AssertionError("defer() returned")  # pragma: no cover
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
+        """Finish after the trigger's event: push the analysis, or fail with the reason."""
+        status = event.get("status")
+        results = event.get("results") or [{}]
+        analysis_id = str(results[0].get("id", ""))
+        if status == "success":
+            return self._finish(context, self.hook.get_analysis(analysis_id))
+        if status == "failed":
+            raise AnalysisFailedError(event.get("failures") or {analysis_id: None})
+        if status == "timeout":
+            raise DeadlineExceededError(f"analysis {analysis_id} did not finish within {self.timeout}s")
+        raise CallCovError(f"waiting for analysis {analysis_id} failed: {event.get('message')}")
+
+    def _finish(self, context: Context, analysis: Analysis) -> str:
+        if analysis.status is AnalysisStatus.FAILED:
+            raise AnalysisFailedError({analysis.id: analysis.error_message})
+        context["ti"].xcom_push(key=ANALYSIS_XCOM_KEY, value=analysis.to_xcom())
+        return analysis.id
+
+    # -- ResumableJobMixin: the durable wait in the worker -------------------------------------------------
+
+    def submit_job(self, context: Context) -> str:
+        """Submit the analysis and return its id (stored by the mixin for a later try to reconnect to)."""
+        return self.submit(context).id
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        """The stored analysis's current status."""
+        analysis = self.hook.get_analysis(str(external_id))
+        # A reconnecting try still owes the link to the analysis it waits for.
+        context["ti"].xcom_push(
+            key=ANALYSIS_URL_XCOM_KEY, value=dashboard_url(self.hook.settings.dashboard_url, analysis.id)
+        )
+        return analysis.status.value
+
+    def is_job_active(self, status: str) -> bool:
+        """Whether the analysis is still processing."""
+        return status == AnalysisStatus.PROCESSING.value
+
+    def is_job_succeeded(self, status: str) -> bool:
+        """Whether the analysis completed."""
+        return status == AnalysisStatus.COMPLETED.value
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> str:  # type: ignore[override]
+        """Poll in the worker until the analysis finishes; push it and return its id."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            analysis = self.hook.get_analysis(str(external_id))
+            if analysis.is_finished:
+                self._finished_id = self._finish(context, analysis)
+                return self._finished_id
+            if time.monotonic() >= deadline:
+                raise DeadlineExceededError(f"analysis {analysis.id} did not finish within {self.timeout}s")
+            self.log.info("CallCov analysis %s is still processing", analysis.id)
+            time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+
+    def get_job_result(self, external_id: Any, context: Context) -> str:
+        """Push the finished analysis (unless the wait just did) and return its id."""
+        if getattr(self, "_finished_id", None) == str(external_id):
+            return str(external_id)
+        return self._finish(context, self.hook.get_analysis(str(external_id)))

@@ -1,0 +1,148 @@
+"""The trigger that waits, in the triggerer, for one or many CallCov analyses to finish."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from callcov_provider.exceptions import (
+    APIConnectionError,
+    CallCovError,
+    RateLimitedError,
+    ServerError,
+    UnexpectedResponseError,
+)
+from callcov_provider.hooks.callcov import CallCovHook
+from callcov_provider.tracking import BatchTracker, poll_cycle_async
+
+#: Errors that do not end a wait: the next cycle tries again.
+TRANSIENT_ERRORS = (APIConnectionError, ServerError, RateLimitedError, UnexpectedResponseError)
+
+#: Above this many ids, events carry id, status and error only (no agent/contact), to stay small.
+FULL_SUMMARY_LIMIT = 1000
+
+
+def build_event(status: str, tracker: BatchTracker, message: str) -> TriggerEvent:
+    """The one event a trigger yields, with everything the completion method needs."""
+    summaries = tracker.summaries()
+    if len(summaries) > FULL_SUMMARY_LIMIT:
+        summaries = [{k: s[k] for k in ("id", "status", "error_message")} for s in summaries]
+    return TriggerEvent(  # type: ignore[no-untyped-call]
+        {
+            "status": status,
+            "message": message,
+            "results": summaries,
+            "failures": tracker.failures(),
+            "pending_count": len(tracker.pending),
+        }
+    )
+
+
+class AnalysisCompletedTrigger(BaseTrigger):
+    """
+    Wait until every listed analysis is ``completed`` or ``failed``, or until ``end_time``.
+
+    Polling a batch costs at most :attr:`max_requests_per_cycle` requests a cycle, however many ids it
+    waits on (see :mod:`callcov_provider.tracking`): list pages of the ``processing``, ``failed`` and
+    ``completed`` analyses instead of one GET per id. One id is read with one GET. Connection errors,
+    timeouts, 429 and 5xx do not end the wait; :attr:`max_consecutive_failures` of them in a row, an
+    authentication error or an unknown id do. Exactly one event is yielded, with ``status`` one of
+    ``success``, ``failed`` (some analyses failed; reasons included), ``timeout`` or ``error``.
+
+    The trigger holds ids, a connection id and times only: never a credential. The connection is fetched
+    asynchronously in the triggerer.
+
+    :param analysis_ids: The ids to wait for.
+    :param callcov_conn_id: The Airflow connection id.
+    :param poll_interval: Seconds between poll cycles.
+    :param end_time: Epoch seconds after which the wait ends with a ``timeout`` event.
+    """
+
+    max_requests_per_cycle: int = 5
+    max_consecutive_failures: int = 10
+
+    def __init__(
+        self,
+        analysis_ids: Sequence[str],
+        callcov_conn_id: str,
+        poll_interval: float,
+        end_time: float,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.analysis_ids = [str(aid) for aid in analysis_ids]
+        self.callcov_conn_id = callcov_conn_id
+        self.poll_interval = float(poll_interval)
+        self.end_time = float(end_time)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Serialise ids, connection id, poll interval and deadline: nothing secret."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "analysis_ids": self.analysis_ids,
+                "callcov_conn_id": self.callcov_conn_id,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+            },
+        )
+
+    def _hook(self) -> CallCovHook:
+        return CallCovHook(self.callcov_conn_id)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll until the batch finishes, fails, errs or runs out of time; yield exactly one event."""
+        hook = self._hook()
+        tracker = BatchTracker(self.analysis_ids)
+        failures_in_row = 0
+        try:
+            while True:
+                try:
+                    made = await poll_cycle_async(hook, tracker, self.max_requests_per_cycle)
+                    failures_in_row = 0
+                    self.log.info(
+                        "CallCov: %d of %d analyses finished (%d requests this cycle)",
+                        len(tracker.finished),
+                        len(tracker.order),
+                        made,
+                    )
+                except TRANSIENT_ERRORS as err:
+                    failures_in_row += 1
+                    self.log.warning(
+                        "CallCov poll failed (%d in a row, limit %d): %s",
+                        failures_in_row,
+                        self.max_consecutive_failures,
+                        err,
+                    )
+                    if failures_in_row >= self.max_consecutive_failures:
+                        yield build_event(
+                            "error", tracker, f"{failures_in_row} poll failures in a row: {err}"
+                        )
+                        return
+                except CallCovError as err:
+                    yield build_event("error", tracker, f"{type(err).__name__}: {err}")
+                    return
+                if tracker.done:
+                    failures = tracker.failures()
+                    if failures:
+                        yield build_event(
+                            "failed", tracker, f"{len(failures)} of {len(tracker.order)} failed"
+                        )
+                    else:
+                        yield build_event("success", tracker, f"all {len(tracker.order)} analyses completed")
+                    return
+                remaining = self.end_time - time.time()
+                if remaining <= 0:
+                    yield build_event(
+                        "timeout",
+                        tracker,
+                        f"{len(tracker.pending)} of {len(tracker.order)} analyses still processing "
+                        "at the deadline",
+                    )
+                    return
+                await asyncio.sleep(min(self.poll_interval, remaining))
+        finally:
+            await hook.aclose()
