@@ -30,7 +30,7 @@ pytest: install
 test: lint typecheck pytest
 
 demo: install
-	$(BIN)/python -m callcov_provider.demo
+	$(BIN)/python scripts/demo.py
 
 bench: install
 	$(BIN)/python benchmarks/run.py

@@ -192,7 +192,8 @@ class ListAnalysesOperator(BaseOperator):
         offset = filters.pop("offset")
         filters.pop("limit")
         # Pages of the API's largest size cost the fewest requests; offset skips from the first page on.
-        yield from itertools.islice(self.hook.iter_analyses(**filters, page_size=LIST_LIMIT_MAX), offset, None)
+        analyses = self.hook.iter_analyses(**filters, page_size=LIST_LIMIT_MAX)
+        yield from itertools.islice(analyses, offset, None)
 
     def _select(self, checked: dict[str, Any]) -> Iterator[dict[str, Any]]:
         after, before, cap, fields = (

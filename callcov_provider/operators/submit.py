@@ -9,9 +9,14 @@ from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseOperator, ResumableJobMixin, conf
+from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, ResumableJobMixin, conf
 
-from callcov_provider.exceptions import AnalysisFailedError, CallCovError, DeadlineExceededError
+from callcov_provider.exceptions import (
+    AnalysisFailedError,
+    CallCovError,
+    DeadlineExceededError,
+    InvalidRequestError,
+)
 from callcov_provider.links import ANALYSIS_URL_XCOM_KEY, CallCovAnalysisLink, dashboard_url
 from callcov_provider.models import Analysis, AnalysisStatus
 
@@ -166,7 +171,11 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
         a failure on the first try is the analysis's own and is reported as such.
         """
         key = self._base_key(context)
-        analysis = self._submit_once(key)
+        try:
+            analysis = self._submit_once(key)
+        except InvalidRequestError as err:
+            # The same request would be refused again: fail now instead of spending the task's retries.
+            raise AirflowFailException(f"CallCov refused the submission: {err}") from err
         hops_allowed = max(0, int(getattr(context["ti"], "try_number", 1)) - 1)
         while analysis.status is AnalysisStatus.FAILED and hops_allowed > 0:
             self.log.warning(

@@ -1,0 +1,144 @@
+"""
+Daily CallCov batch: analyse the day's call recordings and publish per-agent scorecards.
+
+The day's recordings sit in ``<root>/<YYYY-MM-DD>/`` with a ``calls.csv`` manifest (columns ``file``,
+``agent_id``, ``contact_id``, ``call_direction``, ``call_timestamp``). The DAG
+
+1. discovers the calls, skipping (and logging) rows that are malformed or name a missing or unsupported
+   file; an empty day ends the run as skipped;
+2. submits every call with one mapped :class:`SubmitAnalysisOperator`;
+3. waits for the whole batch with one deferrable :class:`AnalysisCompletedSensor` (failed analyses are
+   reported, not fatal);
+4. lists the completed analyses with :class:`ListAnalysesOperator`, only the fields the report needs;
+5. writes per-agent scorecards as CSV and a self-contained HTML page, and updates an asset so that
+   ``callcov_weekly_trend`` runs when a day's report is ready.
+
+Point it at the real API by setting the ``callcov_default`` connection's host and key; ``make demo`` runs
+it against the embedded emulator instead. The schedule has data intervals: the run for a day starts
+when the day is over, and ``ds`` is that day.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.providers.common.compat.sdk import DAG, AirflowSkipException, Param, TriggerRule, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from callcov_provider.example_assets import DAILY_REPORT_ASSET, default_reports_root
+from callcov_provider.operators.list_analyses import ListAnalysesOperator
+from callcov_provider.operators.submit import SubmitAnalysisOperator
+from callcov_provider.sensors.analysis import AnalysisCompletedSensor
+
+#: Where the demo writes its recordings; set CALLCOV_RECORDINGS_ROOT or the ``root`` param for yours.
+DEFAULT_RECORDINGS_ROOT = os.environ.get(
+    "CALLCOV_RECORDINGS_ROOT", str(Path(__file__).resolve().parents[1] / ".demo" / "recordings")
+)
+
+#: Seconds between status checks of the batch (the demo polls faster than a real day needs).
+POLL_INTERVAL = float(os.environ.get("CALLCOV_POLL_INTERVAL", "30"))
+
+#: The fields of an analysis the scorecards read; everything else stays out of XCom.
+REPORT_FIELDS = [
+    "id",
+    "status",
+    "created",
+    "call.agent_id",
+    "call.contact_id",
+    "results.compliance",
+    "results.quality.greeting",
+    "results.quality.sentiment_analysis",
+    "results.coaching",
+    "metadata.error_message",
+]
+
+with DAG(
+    dag_id="callcov_daily_batch",
+    description="Analyse the day's call recordings with CallCov and publish per-agent scorecards",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "callcov_conn_id": "callcov_default"},
+    params={
+        "root": Param(DEFAULT_RECORDINGS_ROOT, type="string", description="Folder of per-day recordings"),
+        "reports_root": Param(
+            str(default_reports_root()), type="string", description="Where the reports are written"
+        ),
+    },
+    tags=["callcov", "example"],
+    doc_md=__doc__,
+) as dag:
+
+    @task(multiple_outputs=True)
+    def discover(params: dict[str, Any], ds: str) -> dict[str, list[dict[str, Any]]]:
+        """Read the day's manifest: the valid calls, and the rows skipped with their reasons."""
+        from callcov_provider.manifest import read_manifest
+
+        day_dir = Path(params["root"]) / ds
+        calls, skipped = read_manifest(day_dir)
+        for problem in skipped:
+            print(f"Skipping manifest row {problem['row']}: {problem['reason']}")
+        if not calls:
+            raise AirflowSkipException(f"No calls to analyse in {day_dir}")
+        print(f"{len(calls)} calls to analyse, {len(skipped)} rows skipped")
+        return {"calls": calls, "skipped": skipped}
+
+    discovered = discover()
+
+    submitted = SubmitAnalysisOperator.partial(
+        task_id="submit",
+        retries=3,
+        retry_delay=timedelta(seconds=20),
+    ).expand_kwargs(discovered["calls"])
+
+    wait = AnalysisCompletedSensor(
+        task_id="wait_for_analyses",
+        analysis_id=submitted.output,
+        deferrable=True,
+        fail_on_failed=False,
+        poke_interval=POLL_INTERVAL,
+        timeout=6 * 60 * 60,
+        # A call the API refused at submission fails its own mapped task; the rest of the day goes on.
+        trigger_rule=TriggerRule.ALL_DONE,
+    )
+
+    completed = ListAnalysesOperator(
+        task_id="list_completed",
+        status_filter="completed",
+        fetch_all=True,
+        # Analyses of a day's calls are created after the day ends: no need to page further back.
+        created_after="{{ data_interval_end }}",
+        fields=REPORT_FIELDS,
+    )
+
+    @task(outlets=[DAILY_REPORT_ASSET])
+    def report(
+        calls: list[dict[str, Any]],
+        skipped: list[dict[str, Any]],
+        statuses: list[dict[str, Any]],
+        analyses: list[dict[str, Any]],
+        params: dict[str, Any],
+        ds: str,
+    ) -> dict[str, str]:
+        """Write the day's per-agent scorecards (CSV and HTML) and log them as a table."""
+        from callcov_provider.reports import build_daily_report, format_table, write_report
+
+        daily = build_daily_report(
+            day=ds,
+            calls=calls,
+            statuses=statuses,
+            analyses=analyses,
+            skipped=skipped,
+        )
+        paths = write_report(daily, Path(params["reports_root"]) / ds)
+        print(format_table(daily))
+        print(f"Report written to {paths['html']}")
+        return paths
+
+    wait >> completed
+    report(discovered["calls"], discovered["skipped"], wait.output, completed.output)

@@ -1,0 +1,242 @@
+"""
+``make demo``: run the daily batch DAG end to end against the embedded CallCov emulator. No account needed.
+
+1. Generates a day of demo recordings (standard library only) under ``.demo/recordings/<day>/``: a dozen
+   calls across four agents, one silent call that the analysis fails, one file the API rejects, and two
+   manifest rows that discovery skips.
+2. Starts the emulator on a free loopback port, in its own process group.
+3. Runs ``airflow dags test callcov_daily_batch <day>`` in a project-local ``AIRFLOW_HOME`` (SQLite).
+4. Stops everything it started, even on Ctrl-C, and prints where the report is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / ".demo"
+DEMO_KEY = "sk_test_demo_key_0123456789"
+
+AGENTS = ["agent_alice", "agent_bob", "agent_chen", "agent_dana"]
+
+
+def generate_recordings(day: str, root: Path) -> Path:
+    """Write the day's recordings and ``calls.csv``; return the day's folder."""
+    from callcov_provider.testing.audio import write_wav
+
+    folder = root / day
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
+        old.unlink()
+    rows: list[dict[str, Any]] = []
+    start = datetime.fromisoformat(f"{day}T09:00:00+00:00")
+    for index in range(12):
+        agent = AGENTS[index % len(AGENTS)]
+        name = f"call_{index + 1:02d}.wav"
+        write_wav(folder / name, seconds=4.0 + (index % 5), seed=index + 1, silent=(index == 7))
+        rows.append(
+            {
+                "file": name,
+                "agent_id": agent,
+                "contact_id": f"customer_{1000 + index}",
+                "call_direction": "inbound" if index % 3 else "outbound",
+                "call_timestamp": (start + timedelta(minutes=37 * index)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        )
+    # A .wav that is not audio at all: it passes the local checks, the API refuses it (400).
+    (folder / "call_13.wav").write_bytes(b"This is not a recording. " * 40)
+    rows.append(
+        {
+            "file": "call_13.wav",
+            "agent_id": "agent_bob",
+            "contact_id": "customer_2013",
+            "call_direction": "inbound",
+            "call_timestamp": f"{day}T17:05:00Z",
+        }
+    )
+    # Rows discovery skips: a file that is missing, and a format CallCov does not support.
+    rows.append(
+        {
+            "file": "call_14.wav",
+            "agent_id": "agent_chen",
+            "contact_id": "customer_2014",
+            "call_direction": "inbound",
+            "call_timestamp": f"{day}T17:30:00Z",
+        }
+    )
+    (folder / "call_15.aac").write_bytes(b"\x00" * 64)
+    rows.append(
+        {
+            "file": "call_15.aac",
+            "agent_id": "agent_dana",
+            "contact_id": "customer_2015",
+            "call_direction": "outbound",
+            "call_timestamp": f"{day}T17:45:00Z",
+        }
+    )
+    with (folder / "calls.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder
+
+
+def start_emulator(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``callcov-emulator`` on a free port in its own process group; return it and its base URL."""
+    command = [
+        str(Path(sys.executable).with_name("callcov-emulator")),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--api-key",
+        DEMO_KEY,
+        "--processing-seconds",
+        "1-4",
+    ]
+    log = log_path.open("wb")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+    assert process.stdout is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = process.stdout.readline().decode()
+        if not line and process.poll() is not None:
+            break
+        if "ready:" in line:
+            return process, line.rsplit("ready:", 1)[1].strip()
+    stop(process)
+    raise SystemExit(f"The emulator did not start; see {log_path}")
+
+
+def stop(process: subprocess.Popen[bytes] | None) -> None:
+    """End a process group we started: SIGTERM, then SIGKILL if it lingers."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+
+
+def airflow_env(base_url: str, recordings: Path, reports: Path) -> dict[str, str]:
+    """The environment of the Airflow run: a project-local home and a connection to the emulator."""
+    import json
+
+    env = dict(os.environ)
+    home = DEMO / "airflow"
+    home.mkdir(parents=True, exist_ok=True)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "example_dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            "AIRFLOW_CONN_CALLCOV_DEFAULT": json.dumps(
+                {"conn_type": "callcov", "host": base_url, "password": DEMO_KEY}
+            ),
+            "CALLCOV_RECORDINGS_ROOT": str(recordings),
+            "CALLCOV_REPORTS_ROOT": str(reports),
+            "CALLCOV_POLL_INTERVAL": "2",
+        }
+    )
+    return env
+
+
+def run(command: list[str], env: dict[str, str], log_path: Path) -> int:
+    """Run a command in its own process group, teeing nothing: its output goes to ``log_path``."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            return process.wait()
+        finally:
+            stop(process)
+
+
+def summarise(report_dir: Path) -> None:
+    """Print the scorecards the run wrote."""
+    csv_path = report_dir / "scorecards.csv"
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    print()
+    columns = [
+        c
+        for c in rows[0]
+        if c
+        in (
+            "agent_id",
+            "calls",
+            "completed",
+            "failed",
+            "rejected",
+            "avg_customer_effort_score",
+            "compliance_rate",
+            "greeting_rate",
+        )
+    ]
+    print("  ".join(f"{c:>14}" for c in columns))
+    for row in rows:
+        print("  ".join(f"{row[c]:>14}" for c in columns))
+    print()
+    print(f"Report: {report_dir / 'report.html'}")
+    print(f"CSV:    {csv_path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Generate, serve, run, stop, summarise."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%d")
+    parser.add_argument("--day", default=yesterday, help="the day to analyse (default: yesterday, UTC)")
+    args = parser.parse_args(argv)
+
+    # SIGTERM ends the demo like Ctrl-C does, so the finally below always stops what we started.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    DEMO.mkdir(exist_ok=True)
+    recordings, reports = DEMO / "recordings", DEMO / "reports"
+    started = time.monotonic()
+    folder = generate_recordings(args.day, recordings)
+    print(f"Generated the demo recordings of {args.day} in {folder}")
+    emulator: subprocess.Popen[bytes] | None = None
+    try:
+        emulator, base_url = start_emulator(DEMO / "emulator.log")
+        print(f"CallCov emulator running at {base_url}")
+        env = airflow_env(base_url, recordings, reports)
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        if run([airflow, "db", "migrate"], env, DEMO / "airflow-db.log") != 0:
+            print(f"airflow db migrate failed; see {DEMO / 'airflow-db.log'}")
+            return 1
+        print("Running: airflow dags test callcov_daily_batch", args.day)
+        code = run([airflow, "dags", "test", "callcov_daily_batch", args.day], env, DEMO / "dag-run.log")
+    except KeyboardInterrupt:
+        print("Interrupted; stopping the emulator.")
+        return 130
+    finally:
+        stop(emulator)
+    report_dir = reports / args.day
+    if code != 0 or not (report_dir / "report.html").exists():
+        print(f"The DAG run failed (exit {code}); its log is {DEMO / 'dag-run.log'}")
+        return 1
+    summarise(report_dir)
+    print(f"Done in {time.monotonic() - started:.0f}s. Full run log: {DEMO / 'dag-run.log'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
