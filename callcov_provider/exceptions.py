@@ -18,6 +18,7 @@ error body and from locally known, non-secret values only, and URLs are shown th
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -62,12 +63,17 @@ def url_secrets(url: str) -> tuple[str, ...]:
     return tuple(part for part in candidates if part)
 
 
+#: A URL's query string in free text: where a signed URL (such as an analysis' ``audio.url``) keeps its token.
+_URL_QUERY = re.compile(r"""(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#"'<>]*)\?[^\s#"'<>]*""")
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     """
-    Replace every occurrence of each of ``secrets`` in ``text`` with ``<redacted>``.
+    Replace every occurrence of each of ``secrets``, and every URL's query string, in ``text``.
 
-    Used on text that comes from the server (an error body may echo a header or a URL back).
+    Used on text that comes from the server (an error body may echo a header or a signed URL back).
     """
+    text = _URL_QUERY.sub(r"\1?<redacted>", text)
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
         text = text.replace(secret, "<redacted>")
     return text

@@ -74,9 +74,9 @@ with DAG(
     doc_md=__doc__,
 ) as dag:
 
-    @task(multiple_outputs=True)
-    def discover(params: dict[str, Any], ds: str) -> dict[str, list[dict[str, Any]]]:
-        """Read the day's manifest: the valid calls, and the rows skipped with their reasons."""
+    @task
+    def discover(params: dict[str, Any], ds: str, ti: Any = None) -> list[dict[str, Any]]:
+        """Read the day's manifest: return the valid calls; the skipped rows go to the XCom "skipped"."""
         from callcov_provider.manifest import read_manifest
 
         day_dir = Path(params["root"]) / ds
@@ -85,8 +85,9 @@ with DAG(
             print(f"Skipping manifest row {problem['row']}: {problem['reason']}")
         if not calls:
             raise AirflowSkipException(f"No calls to analyse in {day_dir}")
+        ti.xcom_push(key="skipped", value=skipped)
         print(f"{len(calls)} calls to analyse, {len(skipped)} rows skipped")
-        return {"calls": calls, "skipped": skipped}
+        return calls
 
     discovered = discover()
 
@@ -94,7 +95,7 @@ with DAG(
         task_id="submit",
         retries=3,
         retry_delay=timedelta(seconds=20),
-    ).expand_kwargs(discovered["calls"])
+    ).expand_kwargs(discovered)
 
     wait = AnalysisCompletedSensor(
         task_id="wait_for_analyses",
@@ -119,15 +120,16 @@ with DAG(
     @task(outlets=[DAILY_REPORT_ASSET])
     def report(
         calls: list[dict[str, Any]],
-        skipped: list[dict[str, Any]],
         statuses: list[dict[str, Any]],
         analyses: list[dict[str, Any]],
         params: dict[str, Any],
         ds: str,
+        ti: Any = None,
     ) -> dict[str, str]:
         """Write the day's per-agent scorecards (CSV and HTML) and log them as a table."""
         from callcov_provider.reports import build_daily_report, format_table, write_report
 
+        skipped = ti.xcom_pull(task_ids="discover", key="skipped") or []
         daily = build_daily_report(
             day=ds,
             calls=calls,
@@ -141,4 +143,4 @@ with DAG(
         return paths
 
     wait >> completed
-    report(discovered["calls"], discovered["skipped"], wait.output, completed.output)
+    report(discovered, wait.output, completed.output)

@@ -28,7 +28,9 @@ class ApiError(Exception):
     :param headers: Extra response headers.
     """
 
-    def __init__(self, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(f"HTTP {status}")
         self.status = status
         self.body = dict(body)

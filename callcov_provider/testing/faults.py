@@ -9,6 +9,7 @@ as requests arrive and are the easiest to test with.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import socket
@@ -134,10 +135,8 @@ def abort_connection(send: Any) -> bool:
         return False
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):  # the socket is already gone
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:  # pragma: no cover - the socket is already gone
-            pass
     transport.abort()
     cycle.disconnected = True
     return True

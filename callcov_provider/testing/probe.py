@@ -56,7 +56,9 @@ def probe_audio(path: Path, audio_format: str, size: int) -> AudioProbe:
     except (OSError, struct.error) as err:
         return AudioProbe(None, False, f"Audio could not be decoded: {type(err).__name__}")
     if size < MIN_COMPRESSED_BYTES:
-        return AudioProbe(None, False, f"Audio could not be decoded: {audio_format.upper()} file is truncated")
+        return AudioProbe(
+            None, False, f"Audio could not be decoded: {audio_format.upper()} file is truncated"
+        )
     return AudioProbe(estimate_duration(audio_format, size), False)
 
 
@@ -101,7 +103,7 @@ def _probe_wav(path: Path, size: int) -> AudioProbe:
 def _wav_from_data(
     handle: BinaryIO, start: int, data_size: int, fmt: tuple[int, int, int, int, int, int]
 ) -> AudioProbe:
-    codec, channels, sample_rate, byte_rate, block_align, bits = fmt
+    codec, channels, sample_rate, byte_rate, _block_align, bits = fmt
     if codec not in WAV_CODECS:
         return _undecodable(f"unsupported WAV encoding 0x{codec:04x}")
     if channels < 1 or sample_rate < 1 or byte_rate < 1 or bits < 1:

@@ -56,7 +56,10 @@ COMPLIANCE_RATES = {"identity_verification": 0.85, "mandatory_disclosures": 0.8,
 COMPLIANCE_DETAILS = {
     "identity_verification": ("Agent verified the customer's identity.", "No identity verification found."),
     "mandatory_disclosures": ("Recording disclosure was read.", "The recording disclosure was not read."),
-    "purpose_declaration": ("Agent stated the purpose of the call.", "The purpose of the call was not stated."),
+    "purpose_declaration": (
+        "Agent stated the purpose of the call.",
+        "The purpose of the call was not stated.",
+    ),
 }
 MAX_SEGMENTS = 40
 
@@ -122,7 +125,8 @@ def build_results(audio_sha256: str, duration_seconds: float) -> CallResults:
     }
     flagged = [name.replace("_", " ") for name, check in compliance.items() if check["flagged"]]
     summary = (
-        f"A {duration:.0f}-second call with {label} overall sentiment; customer effort {customer_effort_score}/5; "
+        f"A {duration:.0f}-second call with {label} overall sentiment; "
+        f"customer effort {customer_effort_score}/5; "
         + (f"compliance issues: {', '.join(flagged)}." if flagged else "all compliance checks passed.")
     )
     return CallResults(transcript=transcript, results=results, sentiment=label, summary=summary)
@@ -142,7 +146,12 @@ def _transcript(rng: random.Random, duration: float) -> dict[str, Any]:
         else:
             text = rng.choice(AGENT_LINES[1:-1] if speaker == "agent" else CUSTOMER_LINES)
         segments.append(
-            {"speaker": speaker, "start": round(bounds[index], 2), "end": round(bounds[index + 1], 2), "text": text}
+            {
+                "speaker": speaker,
+                "start": round(bounds[index], 2),
+                "end": round(bounds[index + 1], 2),
+                "text": text,
+            }
         )
-    text = " ".join(f"{seg['speaker'].capitalize()}: {seg['text']}" for seg in segments)
+    text = " ".join(f"{str(seg['speaker']).capitalize()}: {seg['text']}" for seg in segments)
     return {"text": text, "segments": segments, "language": LANGUAGE}

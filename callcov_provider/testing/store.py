@@ -117,6 +117,11 @@ class AnalysisRecord:
 _COLUMNS = [f.name for f in fields(AnalysisRecord)]
 
 
+def _insert_sql(names: Sequence[str]) -> str:
+    # Column names come from the AnalysisRecord dataclass, never from a request.
+    return f"INSERT INTO analyses ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)})"  # noqa: S608
+
+
 def status_of(ready_at: float, fail_reason: str | None, now: float) -> AnalysisStatus:
     """The status of an analysis that becomes ready at ``ready_at``, at time ``now``."""
     if now < ready_at:
@@ -194,7 +199,7 @@ class Store:
         if not rows:
             return 0
         names = list(rows[0])
-        sql = f"INSERT INTO analyses ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)})"
+        sql = _insert_sql(names)
         with self._lock:
             self._db.execute("BEGIN")
             try:
@@ -259,10 +264,11 @@ class Store:
         page = "" if limit is None else " LIMIT ? OFFSET ?"
         page_args = [] if limit is None else [limit, offset]
         with self._lock:
-            total = int(self._db.execute(f"SELECT COUNT(*) FROM analyses{clause}", args).fetchone()[0])
-            rows = self._db.execute(
-                f"SELECT * FROM analyses{clause} ORDER BY created_s DESC, seq DESC{page}", [*args, *page_args]
-            ).fetchall()
+            # The clauses are fixed text; every value is a bound parameter.
+            count_sql = f"SELECT COUNT(*) FROM analyses{clause}"  # noqa: S608
+            select_sql = f"SELECT * FROM analyses{clause} ORDER BY created_s DESC, seq DESC{page}"  # noqa: S608
+            total = int(self._db.execute(count_sql, args).fetchone()[0])
+            rows = self._db.execute(select_sql, [*args, *page_args]).fetchall()
         return [_record(row) for row in rows], total
 
     def complete_all(self, now: float) -> int:
@@ -277,7 +283,8 @@ class Store:
         """Records whose webhook is pending and whose processing has ended; marked ``sending``."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM analyses WHERE webhook_state = ? AND ready_at <= ? ORDER BY ready_at, seq LIMIT ?",
+                "SELECT * FROM analyses WHERE webhook_state = ? AND ready_at <= ? "
+                "ORDER BY ready_at, seq LIMIT ?",
                 (WEBHOOK_PENDING, now, limit),
             ).fetchall()
             ids = [row["id"] for row in rows]
@@ -295,7 +302,8 @@ class Store:
         """After a restart, deliveries that were in flight are pending again."""
         with self._lock:
             self._db.execute(
-                "UPDATE analyses SET webhook_state = ? WHERE webhook_state = ?", (WEBHOOK_PENDING, WEBHOOK_SENDING)
+                "UPDATE analyses SET webhook_state = ? WHERE webhook_state = ?",
+                (WEBHOOK_PENDING, WEBHOOK_SENDING),
             )
 
     # -- idempotency -------------------------------------------------------------------------------------
@@ -329,9 +337,7 @@ class Store:
             try:
                 row = record.to_row()
                 names = list(row)
-                self._db.execute(
-                    f"INSERT INTO analyses ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)})", row
-                )
+                self._db.execute(_insert_sql(names), row)
                 if key is not None:
                     self._db.execute(
                         "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?, ?)",

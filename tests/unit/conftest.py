@@ -1,4 +1,4 @@
-"""Shared fixtures of the foundation's unit tests: a connection in the environment and a hook that never sleeps."""
+"""Fixtures of the foundation's unit tests: a connection in the environment, a hook that never sleeps."""
 
 from __future__ import annotations
 

@@ -32,7 +32,9 @@ from callcov_provider.exceptions import (
 
 HTML_502 = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1>"
-    b"</center>\r\n<hr><center>nginx/1.25.3</center>\r\n" + b"<!-- padding -->" * 50 + b"</body>\r\n</html>\r\n"
+    b"</center>\r\n<hr><center>nginx/1.25.3</center>\r\n"
+    + b"<!-- padding -->" * 50
+    + b"</body>\r\n</html>\r\n"
 )
 
 
@@ -53,7 +55,9 @@ def _json(body: object) -> bytes:
         ),
         (
             413,
-            _json({"error": {"code": "file_too_large", "message": "Audio file exceeds maximum size of 100 MB"}}),
+            _json(
+                {"error": {"code": "file_too_large", "message": "Audio file exceeds maximum size of 100 MB"}}
+            ),
             PayloadTooLargeError,
             "file_too_large",
             "Audio file exceeds maximum size of 100 MB",
@@ -67,8 +71,22 @@ def _json(body: object) -> bytes:
             "Invalid authentication credentials",
             None,
         ),
-        (403, _json({"detail": "Forbidden"}), AuthenticationError, "authentication_failed", "Forbidden", None),
-        (404, _json({"detail": "Analysis not found"}), NotFoundError, "not_found", "Analysis not found", None),
+        (
+            403,
+            _json({"detail": "Forbidden"}),
+            AuthenticationError,
+            "authentication_failed",
+            "Forbidden",
+            None,
+        ),
+        (
+            404,
+            _json({"detail": "Analysis not found"}),
+            NotFoundError,
+            "not_found",
+            "Analysis not found",
+            None,
+        ),
         (
             409,
             _json({"detail": "Idempotency-Key reused with another body"}),
@@ -105,7 +123,18 @@ def _json(body: object) -> bytes:
         ),
         (
             400,
-            _json({"detail": [{"type": "missing", "loc": ["body", "audio_url"], "msg": "Field required", "input": {}}]}),
+            _json(
+                {
+                    "detail": [
+                        {
+                            "type": "missing",
+                            "loc": ["body", "audio_url"],
+                            "msg": "Field required",
+                            "input": {},
+                        }
+                    ]
+                }
+            ),
             InvalidRequestError,
             "validation_error",
             "audio_url: Field required",
@@ -113,7 +142,15 @@ def _json(body: object) -> bytes:
         ),
         (
             422,
-            _json({"detail": [{"loc": ["body"], "msg": "bad body", "type": "x"}, "plain", {"loc": ["body", "a"]}]}),
+            _json(
+                {
+                    "detail": [
+                        {"loc": ["body"], "msg": "bad body", "type": "x"},
+                        "plain",
+                        {"loc": ["body", "a"]},
+                    ]
+                }
+            ),
             InvalidRequestError,
             "validation_error",
             "bad body; plain; a: invalid value",
@@ -159,13 +196,15 @@ def test_html_page_from_a_proxy_becomes_a_short_snippet() -> None:
     prefix = "non-JSON response (text/html): "
     assert err.message.startswith(prefix + "<html> <head><title>502 Bad Gateway</title>")
     assert len(err.message) == len(prefix) + BODY_SNIPPET_CHARS
-    assert "\r" not in err.message and "\n" not in err.message
+    assert "\r" not in err.message
+    assert "\n" not in err.message
 
 
 def test_truncated_json_is_not_json() -> None:
     message, code, field = parse_error_body(b'{"error": {"code": "rate_li', "application/json")
     assert message == 'non-JSON response (application/json): {"error": {"code": "rate_li'
-    assert code is None and field is None
+    assert code is None
+    assert field is None
 
 
 def test_json_of_an_unknown_shape_is_not_called_non_json() -> None:
@@ -179,9 +218,12 @@ def test_json_of_an_unknown_shape_is_not_called_non_json() -> None:
 def test_server_text_is_redacted_of_secrets() -> None:
     body = _json({"detail": "key sk_live_ABC is invalid for https://x.test/a.wav?sig=TOKEN"})
     err = error_from_response(401, body, secrets=["sk_live_ABC", "sig=TOKEN", ""])
-    assert "sk_live_ABC" not in str(err) and "TOKEN" not in repr(err)
+    assert "sk_live_ABC" not in str(err)
+    assert "TOKEN" not in repr(err)
     assert err.message == "key <redacted> is invalid for https://x.test/a.wav?<redacted>"
-    err = error_from_response(400, _json({"error": {"code": "sk_live_ABC", "message": "m"}}), secrets=["sk_live_ABC"])
+    err = error_from_response(
+        400, _json({"error": {"code": "sk_live_ABC", "message": "m"}}), secrets=["sk_live_ABC"]
+    )
     assert err.code == "<redacted>"
 
 
@@ -190,10 +232,25 @@ def test_redact_replaces_longest_secrets_first() -> None:
     assert redact("nothing here", []) == "nothing here"
 
 
+def test_redact_hides_every_url_query_even_when_not_known_as_a_secret() -> None:
+    text = 'fetch https://s3.test/a.wav?X-Amz-Signature=abc&e=1 failed; <a href="http://x.test/?q=1">, s3://b/k?t=2'
+    assert redact(text, []) == (
+        'fetch https://s3.test/a.wav?<redacted> failed; <a href="http://x.test/?<redacted>">, s3://b/k?<redacted>'
+    )
+    assert redact("see https://docs.callcov.com/errors#429 or ask?", []) == (
+        "see https://docs.callcov.com/errors#429 or ask?"
+    )
+    err = error_from_response(404, _json({"detail": "no analysis for https://s3.test/x.wav?sig=SECRET"}))
+    assert err.message == "no analysis for https://s3.test/x.wav?<redacted>"
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("https://api.callcov.test/api/v1/analysis/?limit=1", "https://api.callcov.test/api/v1/analysis/?<redacted>"),
+        (
+            "https://api.callcov.test/api/v1/analysis/?limit=1",
+            "https://api.callcov.test/api/v1/analysis/?<redacted>",
+        ),
         ("https://user:pw@host.test:8443/a.wav?sig=1#frag", "https://host.test:8443/a.wav?<redacted>"),
         ("http://[::1]:8080/x", "http://[::1]:8080/x"),
         ("https://host.test:99999/x", "<unparseable url>"),

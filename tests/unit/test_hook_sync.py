@@ -71,7 +71,9 @@ def test_construction_reads_no_connection_and_sends_nothing(
     assert repr(hook) == "CallCovHook(callcov_conn_id='does_not_exist')"
 
 
-def test_settings_are_read_once(make_hook: Callable[..., CallCovHook], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_are_read_once(
+    make_hook: Callable[..., CallCovHook], monkeypatch: pytest.MonkeyPatch
+) -> None:
     hook = make_hook()
     calls = 0
     original = CallCovHook.get_connection
@@ -115,7 +117,7 @@ def test_api_key_auth_user_agent_and_timeouts(hook: CallCovHook, requests_mock: 
     assert request.headers["X-API-Key"] == KEY
     assert "Authorization" not in request.headers
     assert request.headers["User-Agent"].startswith(f"airflow-provider-callcov/{__version__} requests/")
-    assert USER_AGENT == f"airflow-provider-callcov/{__version__}"
+    assert f"airflow-provider-callcov/{__version__}" == USER_AGENT
     assert request.headers["Accept"] == "application/json"
     assert request.timeout == (10.0, 60.0)
 
@@ -140,7 +142,9 @@ def test_empty_host_means_the_public_api(
     assert make_hook().get_analysis("a1").id == "a1"
 
 
-def test_named_connection(monkeypatch: pytest.MonkeyPatch, make_hook: Callable[..., CallCovHook], requests_mock: rm.Mocker) -> None:
+def test_named_connection(
+    monkeypatch: pytest.MonkeyPatch, make_hook: Callable[..., CallCovHook], requests_mock: rm.Mocker
+) -> None:
     from tests.unit.conftest import set_connection
 
     set_connection(monkeypatch, conn_id="callcov_eu", host="https://eu.callcov.test", password="sk_eu_key")
@@ -180,7 +184,9 @@ def test_submit_by_url_to_the_current_api(hook: CallCovHook, requests_mock: rm.M
     }
 
 
-def test_submit_leaves_out_absent_fields_and_uses_the_callers_key(hook: CallCovHook, requests_mock: rm.Mocker) -> None:
+def test_submit_leaves_out_absent_fields_and_uses_the_callers_key(
+    hook: CallCovHook, requests_mock: rm.Mocker
+) -> None:
     requests_mock.post(f"{API}/analysis/", status_code=201, json=ANALYSIS_001)
     hook.submit_analysis(
         agent_id="a", contact_id="c", audio_url="http://example.com/x.wav", idempotency_key="batch-7-call-3"
@@ -222,7 +228,10 @@ def test_submit_to_the_legacy_path_reads_the_page_000_response(
 
 
 def test_submit_file_to_the_legacy_path_as_multipart(
-    connection: Callable[..., None], make_hook: Callable[..., CallCovHook], requests_mock: rm.Mocker, tmp_path: Any
+    connection: Callable[..., None],
+    make_hook: Callable[..., CallCovHook],
+    requests_mock: rm.Mocker,
+    tmp_path: Any,
 ) -> None:
     connection(submit_path="/calls/analyze", auth_type="bearer")
     audio = tmp_path / "call_recording.mp3"
@@ -264,11 +273,14 @@ def test_submit_file_to_the_legacy_path_as_multipart(
 # -- read --------------------------------------------------------------------------------------------------
 
 
-def test_get_analysis_reads_the_full_analysis_and_quotes_the_id(hook: CallCovHook, requests_mock: rm.Mocker) -> None:
+def test_get_analysis_reads_the_full_analysis_and_quotes_the_id(
+    hook: CallCovHook, requests_mock: rm.Mocker
+) -> None:
     requests_mock.get(f"{API}/analysis/{COMPLETED_002['id']}", json=COMPLETED_002)
     result = hook.get_analysis(COMPLETED_002["id"])
     assert result.status is AnalysisStatus.COMPLETED
-    assert result.results is not None and result.results.coaching is not None
+    assert result.results is not None
+    assert result.results.coaching is not None
     requests_mock.get(f"{API}/analysis/a%2Fb%20c%3Fx", json=analysis("a/b c?x"))
     assert hook.get_analysis("a/b c?x").id == "a/b c?x"
     assert requests_mock.last_request.path == "/api/v1/analysis/a%2fb%20c%3fx"
@@ -280,10 +292,16 @@ def test_list_analyses_sends_only_given_filters(hook: CallCovHook, requests_mock
     listing = hook.list_analyses()
     assert isinstance(listing, AnalysisList)
     assert [a.status.value for a in listing.data] == ["completed", "processing"]
-    assert listing.has_more and listing.total == 247
+    assert listing.has_more
+    assert listing.total == 247
     assert query(requests_mock.last_request) == {"limit": ["100"], "offset": ["0"]}
     hook.list_analyses(
-        status_filter="completed", agent_id="Agent_001", contact_id="C 1", search="Customer", limit=50, offset=100
+        status_filter="completed",
+        agent_id="Agent_001",
+        contact_id="C 1",
+        search="Customer",
+        limit=50,
+        offset=100,
     )
     assert query(requests_mock.last_request) == {
         "status_filter": ["completed"],
@@ -316,7 +334,9 @@ def _offsets(requests_mock: rm.Mocker) -> list[tuple[int, int]]:
     return [(int(query(r)["limit"][0]), int(query(r)["offset"][0])) for r in requests_mock.request_history]
 
 
-def test_iter_reads_everything_in_one_request_when_it_fits(hook: CallCovHook, requests_mock: rm.Mocker) -> None:
+def test_iter_reads_everything_in_one_request_when_it_fits(
+    hook: CallCovHook, requests_mock: rm.Mocker
+) -> None:
     ids = [f"a{i}" for i in range(247)]
     _pages(requests_mock, ids)
     assert [a.id for a in hook.iter_analyses(status_filter="completed")] == ids
@@ -331,7 +351,9 @@ def test_iter_pages_with_the_largest_page(hook: CallCovHook, requests_mock: rm.M
     assert _offsets(requests_mock) == [(1000, 0), (1000, 1000), (1000, 2000)]
 
 
-def test_iter_respects_max_results_with_the_fewest_requests(hook: CallCovHook, requests_mock: rm.Mocker) -> None:
+def test_iter_respects_max_results_with_the_fewest_requests(
+    hook: CallCovHook, requests_mock: rm.Mocker
+) -> None:
     ids = [f"a{i}" for i in range(2500)]
     _pages(requests_mock, ids)
     assert [a.id for a in hook.iter_analyses(max_results=5)] == ids[:5]
@@ -415,33 +437,102 @@ HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad G
             "Rate limit exceeded.",
             None,
         ),
-        (401, {"detail": "Invalid authentication credentials"}, None, AuthenticationError, "authentication_failed",
-         "Invalid authentication credentials", None),
+        (
+            401,
+            {"detail": "Invalid authentication credentials"},
+            None,
+            AuthenticationError,
+            "authentication_failed",
+            "Invalid authentication credentials",
+            None,
+        ),
         (404, {"detail": "Not found"}, None, NotFoundError, "not_found", "Not found", None),
-        (409, {"detail": "key reused"}, None, IdempotencyConflictError, "idempotency_conflict", "key reused", None),
+        (
+            409,
+            {"detail": "key reused"},
+            None,
+            IdempotencyConflictError,
+            "idempotency_conflict",
+            "key reused",
+            None,
+        ),
         (
             422,
-            {"detail": [{"loc": ["query", "limit"], "msg": "ensure this value is less than or equal to 1000",
-                         "type": "value_error.number.not_le"}]},
+            {
+                "detail": [
+                    {
+                        "loc": ["query", "limit"],
+                        "msg": "ensure this value is less than or equal to 1000",
+                        "type": "value_error.number.not_le",
+                    }
+                ]
+            },
             None,
             InvalidRequestError,
             "validation_error",
             "limit: ensure this value is less than or equal to 1000",
             "limit",
         ),
-        (502, HTML_502, "text/html", ServerError, "server_error",
-         f"non-JSON response (text/html): {HTML_502}", None),
-        (500, '{"detail": "inter', "application/json", ServerError, "server_error",
-         'non-JSON response (application/json): {"detail": "inter', None),
-        (200, '{"id": "a1", "status": "compl', "application/json", UnexpectedResponseError, "unexpected_response",
-         "get response does not match the CallCov API contract: the body is not valid JSON", None),
-        (200, {"status": "completed", "object": "analysis"}, None, UnexpectedResponseError, "unexpected_response",
-         "get response does not match the CallCov API contract: id: Field required", None),
-        (200, HTML_502, "text/html", UnexpectedResponseError, "unexpected_response",
-         "get response does not match the CallCov API contract: the body is not valid JSON", None),
+        (
+            502,
+            HTML_502,
+            "text/html",
+            ServerError,
+            "server_error",
+            f"non-JSON response (text/html): {HTML_502}",
+            None,
+        ),
+        (
+            500,
+            '{"detail": "inter',
+            "application/json",
+            ServerError,
+            "server_error",
+            'non-JSON response (application/json): {"detail": "inter',
+            None,
+        ),
+        (
+            200,
+            '{"id": "a1", "status": "compl',
+            "application/json",
+            UnexpectedResponseError,
+            "unexpected_response",
+            "get response does not match the CallCov API contract: the body is not valid JSON",
+            None,
+        ),
+        (
+            200,
+            {"status": "completed", "object": "analysis"},
+            None,
+            UnexpectedResponseError,
+            "unexpected_response",
+            "get response does not match the CallCov API contract: id: Field required",
+            None,
+        ),
+        (
+            200,
+            HTML_502,
+            "text/html",
+            UnexpectedResponseError,
+            "unexpected_response",
+            "get response does not match the CallCov API contract: the body is not valid JSON",
+            None,
+        ),
     ],
-    ids=["error-400", "error-413", "error-429", "detail-401", "detail-404", "detail-409", "detail-list-422",
-         "html-502", "truncated-500", "truncated-200", "no-id-200", "html-200"],
+    ids=[
+        "error-400",
+        "error-413",
+        "error-429",
+        "detail-401",
+        "detail-404",
+        "detail-409",
+        "detail-list-422",
+        "html-502",
+        "truncated-500",
+        "truncated-200",
+        "no-id-200",
+        "html-200",
+    ],
 )
 def test_every_error_body_becomes_its_typed_error(
     make_hook: Callable[..., CallCovHook],
@@ -478,10 +569,16 @@ def test_redirect_is_not_followed(hook: CallCovHook, requests_mock: rm.Mocker) -
     assert len(requests_mock.request_history) == 1
 
 
-def test_rate_limited_error_reports_the_servers_wait(make_hook: Callable[..., CallCovHook], requests_mock: rm.Mocker) -> None:
+def test_rate_limited_error_reports_the_servers_wait(
+    make_hook: Callable[..., CallCovHook], requests_mock: rm.Mocker
+) -> None:
     hook = make_hook(retry_policy=RetryPolicy(max_retries=0))
-    requests_mock.get(f"{API}/analysis/", status_code=429, headers={"Retry-After": "32"},
-                      json={"error": {"code": "rate_limit_exceeded", "message": "try again in 32 seconds"}})
+    requests_mock.get(
+        f"{API}/analysis/",
+        status_code=429,
+        headers={"Retry-After": "32"},
+        json={"error": {"code": "rate_limit_exceeded", "message": "try again in 32 seconds"}},
+    )
     with pytest.raises(RateLimitedError) as info:
         hook.list_analyses()
     assert info.value.retry_after == 32.0
@@ -529,7 +626,9 @@ def test_connection_to_an_unreachable_host(hook: CallCovHook, requests_mock: rm.
 
 
 def test_connection_with_a_server_error(hook: CallCovHook, requests_mock: rm.Mocker) -> None:
-    requests_mock.get(f"{API}/analysis/", status_code=500, text=HTML_502, headers={"Content-Type": "text/html"})
+    requests_mock.get(
+        f"{API}/analysis/", status_code=500, text=HTML_502, headers={"Content-Type": "text/html"}
+    )
     ok, message = hook.test_connection()
     assert ok is False
     assert message.startswith("CallCov API error: HTTP 500 [server_error]")

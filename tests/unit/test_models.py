@@ -29,9 +29,13 @@ def test_page_001_response_parses_with_null_sections_while_processing() -> None:
     assert not model.is_finished
     assert model.transcript is None
     assert model.results is None
-    assert model.call is not None and model.call.agent_id == "agent_john_doe"
-    assert model.audio is not None and model.audio.format == "wav" and model.audio.file_size is None
-    assert model.metadata is not None and model.metadata.version == "1.0.0"
+    assert model.call is not None
+    assert model.call.agent_id == "agent_john_doe"
+    assert model.audio is not None
+    assert model.audio.format == "wav"
+    assert model.audio.file_size is None
+    assert model.metadata is not None
+    assert model.metadata.version == "1.0.0"
     assert model.created_timestamp == 1642248000.0
     assert model.error_message is None
 
@@ -55,16 +59,24 @@ def test_completed_page_002_analysis_parses_every_documented_section() -> None:
     assert model.is_finished
     assert model.results is not None
     compliance = model.results.compliance
-    assert compliance is not None and compliance.purpose_declaration is not None
+    assert compliance is not None
+    assert compliance.purpose_declaration is not None
     assert compliance.purpose_declaration.flagged is True
     quality = model.results.quality
-    assert quality is not None and quality.greeting is not None and quality.greeting.present is True
-    assert quality.sentiment_analysis is not None and quality.sentiment_analysis.overall == "positive"
+    assert quality is not None
+    assert quality.greeting is not None
+    assert quality.greeting.present is True
+    assert quality.sentiment_analysis is not None
+    assert quality.sentiment_analysis.overall == "positive"
     coaching = model.results.coaching
-    assert coaching is not None and coaching.customer_effort_score == 1
-    assert model.transcript is not None and model.transcript.segments[0].speaker == "agent"
-    assert model.audio is not None and model.audio.size_bytes == 1048576
-    assert model.call is not None and model.call.duration_ms == 125500
+    assert coaching is not None
+    assert coaching.customer_effort_score == 1
+    assert model.transcript is not None
+    assert model.transcript.segments[0].speaker == "agent"
+    assert model.audio is not None
+    assert model.audio.size_bytes == 1048576
+    assert model.call is not None
+    assert model.call.duration_ms == 125500
     assert model.summary() == {
         "id": COMPLETED_002["id"],
         "status": "completed",
@@ -81,7 +93,8 @@ def test_unknown_fields_are_kept_at_every_level_and_in_xcom() -> None:
     body["results"]["quality"]["talk_ratio"] = {"agent": 0.4}
     model = Analysis.model_validate(body)
     assert model.model_extra == {"sentiment_trend": [0.1, 0.5]}
-    assert model.call is not None and model.call.model_extra == {"queue": "billing"}
+    assert model.call is not None
+    assert model.call.model_extra == {"queue": "billing"}
     dumped = model.to_xcom()
     assert dumped["sentiment_trend"] == [0.1, 0.5]
     assert dumped["call"]["queue"] == "billing"
@@ -104,7 +117,8 @@ def test_failure_reason_is_read_from_both_generations() -> None:
     legacy = Analysis.model_validate({"analysis_id": "a2", "status": "failed", "error": "bad codec"})
     assert current.error_message == "audio unreadable"
     assert legacy.error_message == "bad codec"
-    assert current.is_finished and legacy.is_finished
+    assert current.is_finished
+    assert legacy.is_finished
     assert Analysis.model_validate({"id": "a3", "status": "completed"}).created_timestamp is None
 
 
@@ -132,15 +146,20 @@ def test_list_object_parses_page_002_and_is_json_safe() -> None:
     assert listing.total == 247
     assert json.loads(json.dumps(listing.to_xcom()))["data"][1]["results"] is None
     empty = AnalysisList.model_validate({})
-    assert empty.data == [] and empty.has_more is False and empty.total is None
+    assert empty.data == []
+    assert empty.has_more is False
+    assert empty.total is None
 
 
 def test_legacy_status_response_and_webhook_event() -> None:
     legacy = LegacyStatusResponse.model_validate(
         {"status": "completed", "analysis": {"sentiment": "positive", "summary": "Resolved"}, "error": None}
     )
-    assert legacy.analysis is not None and legacy.analysis.summary == "Resolved"
-    event = WebhookEvent.model_validate({"event": "analysis.completed", "data": {"id": "x", "status": "completed"}})
+    assert legacy.analysis is not None
+    assert legacy.analysis.summary == "Resolved"
+    event = WebhookEvent.model_validate(
+        {"event": "analysis.completed", "data": {"id": "x", "status": "completed"}}
+    )
     assert event.data["id"] == "x"
 
 
@@ -176,3 +195,34 @@ def test_parse_iso8601(text: str, expected: datetime) -> None:
 def test_parse_iso8601_rejects_garbage() -> None:
     with pytest.raises(ValueError, match="Invalid isoformat"):
         parse_iso8601("yesterday")
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"RIFF\x24\x00\x00\x00WAVEfmt ", "wav"),
+        (b"RIFF\x24\x00\x00\x00AVI LIST", None),
+        (b"ID3\x04\x00\x00\x00\x00\x00\x00\x00\x00", "mp3"),
+        (b"\xff\xfb\x90\x64\x00\x00\x00\x00\x00\x00\x00\x00", "mp3"),
+        (b"fLaC\x00\x00\x00\x22\x10\x00\x10\x00", "flac"),
+        (b"OggS\x00\x02\x00\x00\x00\x00\x00\x00", "ogg"),
+        (b"\x00\x00\x00\x20ftypM4A ", "m4a"),
+        (b"<html><body>", None),
+        (b"", None),
+        (b"\xff", None),
+    ],
+)
+def test_sniff_audio_format(head: bytes, expected: str | None) -> None:
+    from callcov_provider.models import sniff_audio_format
+
+    assert sniff_audio_format(head) == expected
+
+
+def test_audio_format_by_name() -> None:
+    from callcov_provider.models import audio_format_by_name
+
+    fmt = audio_format_by_name("flac")
+    assert fmt is not None
+    assert fmt.extension == ".flac"
+    assert fmt.max_bytes == 100 * MIB
+    assert audio_format_by_name("aac") is None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from email.utils import format_datetime
 from datetime import datetime, timezone
+from email.utils import format_datetime
 from typing import Any
 
 import pytest
@@ -182,7 +182,9 @@ class _State:
         self.idle_for = 0.0
 
 
-def test_controller_does_not_retry_success_unknown_errors_or_missing_outcomes(caplog: pytest.LogCaptureFixture) -> None:
+def test_controller_does_not_retry_success_unknown_errors_or_missing_outcomes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from callcov_provider.hooks.transport import RawResponse
 
     logger = logging.getLogger("test.controller")
@@ -194,4 +196,6 @@ def test_controller_does_not_retry_success_unknown_errors_or_missing_outcomes(ca
     with caplog.at_level(logging.WARNING, logger="test.controller"):
         assert controller.should_retry(_State(_Attempt(RawResponse(503, {"Retry-After": "4"})), 2)) is True
     assert controller.wait(None) == 4.0
-    assert [r.getMessage() for r in caplog.records] == ["CallCov GET /analysis/: HTTP 503; retry 2 of 5 in 4.00s"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "CallCov GET /analysis/: HTTP 503; retry 2 of 5 in 4.00s"
+    ]

@@ -1,0 +1,1 @@
+../../example_dags/callcov_daily_batch.py

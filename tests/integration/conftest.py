@@ -1,0 +1,81 @@
+"""Fixtures for running DAGs with ``dag.test()`` against the emulator over loopback."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callcov_provider.testing.server import EmulatorHandle, run_emulator
+
+DAGS_DIR = Path(__file__).resolve().parents[1] / "dags"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[EmulatorHandle]:
+    """An emulator whose analyses take a second to finish."""
+    with run_emulator(processing_seconds=1.0) as emu:
+        yield emu
+
+
+@pytest.fixture
+def connected(emulator: EmulatorHandle, monkeypatch: pytest.MonkeyPatch) -> EmulatorHandle:
+    """The emulator, reset, with ``callcov_default`` pointing at it."""
+    emulator.control.reset()
+    monkeypatch.setenv("AIRFLOW_CONN_CALLCOV_DEFAULT", emulator.connection_json())
+    return emulator
+
+
+def load_dag(file_name: str, dag_id: str) -> Any:
+    """Import a DAG file of ``tests/dags`` and return one of its DAGs."""
+    path = DAGS_DIR / file_name
+    spec = importlib.util.spec_from_file_location(f"_it_dags_{path.stem}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, "dag") if dag_id == getattr(module, "dag").dag_id else module.__dict__[dag_id]
+
+
+def _decode(value: Any) -> Any:
+    """XCom rows hold JSON text on some versions and decoded values on others."""
+    if isinstance(value, (str, bytes)):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+class RunResult:
+    """Task states and XComs of one finished ``dag.test()`` run."""
+
+    def __init__(self, dag_run: Any) -> None:
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+
+        self.state = str(dag_run.state)
+        self.states: dict[tuple[str, int], str] = {}
+        self.next_methods: dict[tuple[str, int], Any] = {}
+        self.xcoms: dict[tuple[str, int, str], Any] = {}
+        with create_session() as session:
+            for ti in session.query(TaskInstance).filter(
+                TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id
+            ):
+                self.states[(ti.task_id, ti.map_index)] = str(ti.state)
+            for row in session.query(XComModel).filter(
+                XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id
+            ):
+                self.xcoms[(row.task_id, row.map_index, row.key)] = _decode(row.value)
+
+    def xcom(self, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        return self.xcoms[(task_id, map_index, key)]
+
+
+def run_dag(dag: Any, **kwargs: Any) -> RunResult:
+    """Run ``dag.test()`` and collect what it left in the metadata database."""
+    return RunResult(dag.test(**kwargs))
