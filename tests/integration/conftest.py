@@ -34,10 +34,14 @@ def load_dag(file_name: str, dag_id: str) -> Any:
     """Import a DAG file of ``tests/dags`` and return one of its DAGs."""
     path = DAGS_DIR / file_name
     spec = importlib.util.spec_from_file_location(f"_it_dags_{path.stem}", path)
-    assert spec and spec.loader
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return getattr(module, "dag") if dag_id == getattr(module, "dag").dag_id else module.__dict__[dag_id]
+    for value in vars(module).values():
+        if getattr(value, "dag_id", None) == dag_id and hasattr(value, "test"):
+            return value
+    raise LookupError(f"{file_name} defines no DAG {dag_id!r}")
 
 
 def _decode(value: Any) -> Any:
