@@ -61,7 +61,7 @@ COMPLIANCE_DETAILS = {
         "The purpose of the call was not stated.",
     ),
 }
-MAX_SEGMENTS = 40
+MAX_SEGMENTS = 12
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def build_results(audio_sha256: str, duration_seconds: float) -> CallResults:
 
 
 def _transcript(rng: random.Random, duration: float) -> dict[str, Any]:
-    count = max(2, min(MAX_SEGMENTS, int(duration // 6) + 2))
+    count = max(2, min(MAX_SEGMENTS, int(duration // 20) + 2))
     cuts = sorted(rng.uniform(0.0, duration) for _ in range(count - 1))
     bounds = [0.0, *cuts, duration]
     segments = []

@@ -45,6 +45,8 @@ SECRET_PARAM_HINTS = ("key", "token", "sig", "secret", "password", "auth", "cred
 CLOCK_OFFSET = "clock_offset"
 #: Processing time given to seeded analyses that should stay ``processing``.
 FAR_FUTURE = 10 * 365 * 24 * 3600.0
+#: Distinct recordings that seeded analyses are drawn from.
+SEED_RECORDINGS = 257
 
 
 def redact_query(query: str) -> str:
@@ -350,7 +352,10 @@ class EmulatorState:
             analysis_id = self.analysis_id(seq)
             created = created_from + step * index
             status = AnalysisStatus(statuses[index % len(statuses)])
-            duration = round(30.0 + 570.0 * _fraction("duration", self.seed, analysis_id), 1)
+            # Seeded calls reuse a pool of "recordings", as a real call centre's results repeat; it also
+            # keeps rendering 10,000 of them cheap (results are cached per recording).
+            recording = int(_fraction("recording", self.seed, analysis_id) * SEED_RECORDINGS)
+            duration = round(30.0 + 570.0 * _fraction("duration", self.seed, recording), 1)
             if status is AnalysisStatus.PROCESSING:
                 ready_at = max(now, created) + FAR_FUTURE
             else:
@@ -375,7 +380,7 @@ class EmulatorState:
                     webhook_state=WEBHOOK_NONE,
                     audio_format=fmt.name,
                     audio_size=int(duration * 32000) + 44,
-                    audio_sha256=hashlib.sha256(f"seed:{analysis_id}".encode()).hexdigest(),
+                    audio_sha256=hashlib.sha256(f"seed-recording:{recording}".encode()).hexdigest(),
                     duration_seconds=duration,
                     duration_exact=True,
                     audio_url=f"callcov-emulator://audio/{account}/{analysis_id}{fmt.extension}",
