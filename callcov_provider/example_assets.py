@@ -13,11 +13,21 @@ from pathlib import Path
 
 from airflow.providers.common.compat.sdk import Asset
 
+from callcov_provider.version_compat import AIRFLOW_V_3_0_PLUS
+
 #: The environment variable that overrides :func:`default_reports_root`.
 REPORTS_ROOT_ENV = "CALLCOV_REPORTS_ROOT"
 
-#: Updated by the daily batch's report task each time a day's scorecards are written.
-DAILY_REPORT_ASSET = Asset(name="callcov_daily_scorecards", uri="callcov://reports/daily_scorecards")
+#: The URI of :data:`DAILY_REPORT_ASSET`.
+DAILY_REPORT_URI = "callcov://reports/daily_scorecards"
+
+#: Updated by the daily batch's report task each time a day's scorecards are written. On Airflow 3 an
+#: ``Asset`` with a name; on Airflow 2.11 the compat ``Asset`` is a ``Dataset``, which has a URI only.
+DAILY_REPORT_ASSET = (
+    Asset(name="callcov_daily_scorecards", uri=DAILY_REPORT_URI)
+    if AIRFLOW_V_3_0_PLUS
+    else Asset(uri=DAILY_REPORT_URI)
+)
 
 
 def default_reports_root() -> Path:

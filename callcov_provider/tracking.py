@@ -11,7 +11,9 @@ runs out, so the cost of a cycle never grows with the batch):
 1. ``status_filter=processing`` pages (1000 a page) tell which of the batch's ids are still running.
 2. Ids that are not running any more are confirmed from the ``failed`` and then ``completed`` listings,
    newest first, stopping as soon as all are found or the page is older than the batch's oldest
-   analysis (the API lists by creation time, newest first; page 002).
+   analysis (the API lists by creation time, newest first; page 002). When some of those ids were never
+   seen (they finished before the first poll, and are often the batch's oldest), one GET of the first of
+   them in input order tells how far back that is.
 3. The few ids the listings could not account for (an id that moved between pages while they were read,
    or one older than expected) are read with single GETs, at most ``fallback_gets`` a sweep.
 
@@ -197,14 +199,16 @@ class BatchTracker:
         departed = self.pending - running
         if not departed:
             return
-        floor = self._window_floor()
-        if floor is None:
-            # Nothing of the batch seen yet: one GET of its first id bounds how far back to look.
-            first = next(aid for aid in self.order if aid in departed)
-            first_answer = yield GetRequest(first)
+        unseen = [aid for aid in self.order if aid in departed and aid not in self._known]
+        if unseen:
+            # Ids never seen (finished before the first poll) may be older than everything seen so far:
+            # the oldest analyses of a batch usually finish first. One GET of the first of them in input
+            # (submission) order bounds how far back the listings must look; without it the scans would
+            # stop at the running ones and leave the older ids to one GET each.
+            first_answer = yield GetRequest(unseen[0])
             assert isinstance(first_answer, Analysis)
             self.observe(first_answer)
-            floor = self._window_floor()
+        floor = self._window_floor()
         if floor is not None:
             for status in (AnalysisStatus.FAILED.value, AnalysisStatus.COMPLETED.value):
                 yield from self._scan(status, departed, floor)

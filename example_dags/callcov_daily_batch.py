@@ -105,7 +105,9 @@ with DAG(
         poke_interval=POLL_INTERVAL,
         timeout=6 * 60 * 60,
         # A call the API refused at submission fails its own mapped task; the rest of the day goes on.
-        trigger_rule=TriggerRule.ALL_DONE,
+        # NONE_SKIPPED (not ALL_DONE): wait once every submission is done, whatever its outcome, but skip
+        # when the submissions were skipped (an empty day), so that the whole run ends as skipped.
+        trigger_rule=TriggerRule.NONE_SKIPPED,
     )
 
     completed = ListAnalysesOperator(

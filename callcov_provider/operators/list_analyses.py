@@ -168,8 +168,15 @@ class ListAnalysesOperator(BaseOperator):
         fields = self.fields
         if isinstance(fields, str):
             fields = [f.strip() for f in fields.split(",") if f.strip()]
-        if fields is not None and (not fields or not all(isinstance(f, str) and f for f in fields)):
-            raise InvalidRequestError("fields must be a non-empty list of dotted paths", field="fields")
+        if fields is not None and (
+            not isinstance(fields, (list, tuple))
+            or not fields
+            or not all(isinstance(f, str) and f and all(f.split(".")) for f in fields)
+        ):
+            raise InvalidRequestError(
+                f"fields must be a non-empty list of dotted paths such as 'call.agent_id', got {fields!r}",
+                field="fields",
+            )
         if self.output_uri is not None and not str(self.output_uri).strip():
             raise InvalidRequestError("output_uri must not be empty", field="output_uri")
         fetch_all = self.fetch_all
@@ -203,9 +210,9 @@ class ListAnalysesOperator(BaseOperator):
             checked["fields"],
         )
         count = 0
+        if cap == 0:
+            return
         for analysis in self._pages(checked):
-            if cap is not None and count >= cap:
-                return
             created = analysis.created_timestamp
             if created is not None and after is not None and created < after:
                 # Newest first: everything after this is older still, so no further page is read.
@@ -215,6 +222,9 @@ class ListAnalysesOperator(BaseOperator):
             record = analysis.to_xcom()
             yield project(record, fields) if fields else record
             count += 1
+            if cap is not None and count >= cap:
+                # Stop here: asking the pages for one more analysis could read a whole further page.
+                return
 
     def execute(self, context: Context) -> list[dict[str, Any]] | str:
         """List, filter and return (or write) the analyses."""

@@ -40,6 +40,34 @@ def default_idempotency_key(dag_id: str, task_id: str, run_id: str, map_index: i
     return f"airflow-{digest[:40]}"
 
 
+def as_bool(value: Any, field: str) -> bool:
+    """A flag that may arrive as rendered template text (``"True"``, ``"false"``, ``"1"``)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", "", "none"):
+        return False
+    raise InvalidRequestError(f"{field} must be true or false, got {value!r}", field=field)
+
+
+def as_seconds(value: Any, field: str) -> float:
+    """A positive number of seconds that may arrive as rendered template text (``"30"``)."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    else:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            raise InvalidRequestError(
+                f"{field} must be a number of seconds, got {value!r}", field=field
+            ) from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise InvalidRequestError(f"{field} must be a positive number of seconds, got {value!r}", field=field)
+    return seconds
+
+
 def successor_key(key: str, failed_analysis_id: str) -> str:
     """A new key, derived from ``key``, for resubmitting after the analysis it produced failed."""
     digest = hashlib.sha256(f"{key}\x1f{failed_analysis_id}".encode()).hexdigest()
@@ -93,6 +121,10 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
         "metadata",
         "webhook_url",
         "idempotency_key",
+        "wait_for_completion",
+        "deferrable",
+        "poll_interval",
+        "timeout",
         "callcov_conn_id",
     )
     template_fields_renderers = {"metadata": "json"}
@@ -163,12 +195,20 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
             idempotency_key=key,
         )
 
+    def _normalise(self) -> None:
+        """Coerce the waiting arguments, which may have been rendered from templates as text."""
+        self.wait_for_completion = as_bool(self.wait_for_completion, "wait_for_completion")
+        self.deferrable = as_bool(self.deferrable, "deferrable")
+        self.poll_interval = as_seconds(self.poll_interval, "poll_interval")
+        self.timeout = as_seconds(self.timeout, "timeout")
+
     def submit(self, context: Context) -> Analysis:
         """
         Submit under the idempotency key; step past replays of analyses that failed on earlier tries.
 
         A try can only replay submissions of earlier tries, so at most ``try_number - 1`` steps are taken:
-        a failure on the first try is the analysis's own and is reported as such.
+        a failure on the first try is the analysis's own and is reported as such (the task fails with the
+        server's reason), as is a resubmission that comes back failed again.
         """
         key = self._base_key(context)
         try:
@@ -189,6 +229,9 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
         context["ti"].xcom_push(
             key=ANALYSIS_URL_XCOM_KEY, value=dashboard_url(self.hook.settings.dashboard_url, analysis.id)
         )
+        if analysis.status is AnalysisStatus.FAILED:
+            # Not a replay this try may step past: the analysis is this task's own, and it failed.
+            raise AnalysisFailedError({analysis.id: analysis.error_message})
         self.log.info("CallCov analysis %s submitted (status %s)", analysis.id, analysis.status.value)
         return analysis
 
@@ -196,6 +239,7 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
 
     def execute(self, context: Context) -> str:
         """Submit, then return the id, wait in the worker (durably), or defer to the triggerer."""
+        self._normalise()
         if self.wait_for_completion and not self.deferrable:
             return str(self.execute_resumable(context))
         analysis = self.submit(context)
@@ -222,6 +266,7 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         """Finish after the trigger's event: push the analysis, or fail with the reason."""
+        self._normalise()
         status = event.get("status")
         results = event.get("results") or [{}]
         analysis_id = str(results[0].get("id", ""))

@@ -47,7 +47,7 @@ class AnalysisCompletedSensor(BaseSensorOperator):
     :param deferrable: Wait in the triggerer (default: ``[operators] default_deferrable``).
     """
 
-    template_fields: Sequence[str] = ("analysis_id", "callcov_conn_id")
+    template_fields: Sequence[str] = ("analysis_id", "callcov_conn_id", "fail_on_failed", "deferrable")
     ui_color = "#e8f5e9"
 
     def __init__(
@@ -75,6 +75,13 @@ class AnalysisCompletedSensor(BaseSensorOperator):
         return CallCovHook(self.callcov_conn_id)
 
     # -- input -------------------------------------------------------------------------------------------
+
+    def _normalise(self) -> None:
+        """Coerce the flags, which may have been rendered from templates as text."""
+        from callcov_provider.operators.submit import as_bool
+
+        self.fail_on_failed = as_bool(self.fail_on_failed, "fail_on_failed")
+        self.deferrable = as_bool(self.deferrable, "deferrable")
 
     @property
     def _single(self) -> bool:
@@ -104,6 +111,7 @@ class AnalysisCompletedSensor(BaseSensorOperator):
     # -- results -----------------------------------------------------------------------------------------
 
     def _result(self, results: list[dict[str, Any]], failures: dict[str, str | None]) -> Any:
+        self._normalise()
         if failures and self.fail_on_failed:
             raise AnalysisFailedError(failures)
         if self._single:
@@ -112,6 +120,7 @@ class AnalysisCompletedSensor(BaseSensorOperator):
         return results
 
     def _result_from_tracker(self, tracker: BatchTracker) -> Any:
+        self._normalise()
         failures = tracker.failures()
         if failures and self.fail_on_failed:
             raise AnalysisFailedError(failures)
@@ -138,6 +147,7 @@ class AnalysisCompletedSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         """Poke once; if not done and ``deferrable``, hand the wait to the triggerer."""
+        self._normalise()
         if not self.deferrable:
             return super().execute(context)
         ids = self._ids()

@@ -30,7 +30,9 @@ def test_both_auth_modes_are_accepted_and_logged(api: Api, emu: EmulatorHandle, 
         {"Authorization": "Bearer "},
     ],
 )
-def test_bad_credentials_get_the_documented_401(api: Api, emu: EmulatorHandle, headers: dict[str, str]) -> None:
+def test_bad_credentials_get_the_documented_401(
+    api: Api, emu: EmulatorHandle, headers: dict[str, str]
+) -> None:
     for method, path in (("GET", "/analysis/"), ("GET", "/analysis/x"), ("POST", "/analysis/")):
         response = api.session.request(method, api.base + path, headers=headers, json={})
         assert response.status_code == 401
@@ -40,7 +42,9 @@ def test_bad_credentials_get_the_documented_401(api: Api, emu: EmulatorHandle, h
     assert all(e["account"] is None for e in entries)
 
 
-def test_keys_never_appear_in_the_audit_trail(api: Api, emu: EmulatorHandle, wav: Callable[..., Path]) -> None:
+def test_keys_never_appear_in_the_audit_trail(
+    api: Api, emu: EmulatorHandle, wav: Callable[..., Path]
+) -> None:
     api.upload(wav(), key=KEY_2, mode="bearer", headers={"Idempotency-Key": "idem-1"})
     api.get("/analysis/", key=KEY_1, search="x", api_key="leak?", token="t0ken")
     api.session.get(api.base + "/analysis/", headers={"X-API-Key": "sk_wrong_but_secret"})
@@ -49,7 +53,8 @@ def test_keys_never_appear_in_the_audit_trail(api: Api, emu: EmulatorHandle, wav
         assert secret not in trail
     assert "idem-1" in trail
     query = emu.control.requests(method="GET")[0]["query"]
-    assert "search=x" in query and "api_key=%3Credacted%3E" in query
+    assert "search=x" in query
+    assert "api_key=%3Credacted%3E" in query
 
 
 def fresh_window(emu: EmulatorHandle) -> float:
@@ -95,20 +100,25 @@ def test_headers_without_a_configured_limit_never_refuse(api: Api) -> None:
     assert int(response.headers["X-RateLimit-Remaining"]) > 0
 
 
-def test_submission_limit_counts_only_submissions(api: Api, emu: EmulatorHandle, wav: Callable[..., Path]) -> None:
+def test_submission_limit_counts_only_submissions(
+    api: Api, emu: EmulatorHandle, wav: Callable[..., Path]
+) -> None:
     emu.control.set_rate_limits(submissions_per_minute=2)
     fresh_window(emu)
     path = wav()
     assert [api.upload(path).status_code for _ in range(2)] == [201, 201]
     refused = api.upload(path)
     assert refused.status_code == 429
-    assert refused.headers["X-RateLimit-Limit"] == "2" and "Retry-After" in refused.headers
+    assert refused.headers["X-RateLimit-Limit"] == "2"
+    assert "Retry-After" in refused.headers
     assert api.get("/analysis/").status_code == 200
     assert len(emu.control.analyses()) == 2
     assert emu.control.requests()[-2]["limit"] == "submissions"
 
 
-def test_idempotency_key_replays_the_first_analysis(api: Api, emu: EmulatorHandle, wav: Callable[..., Path]) -> None:
+def test_idempotency_key_replays_the_first_analysis(
+    api: Api, emu: EmulatorHandle, wav: Callable[..., Path]
+) -> None:
     path = wav()
     headers = {"Idempotency-Key": "batch-2024-01-15-call-1"}
     first = api.upload(path, headers=headers)

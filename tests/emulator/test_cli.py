@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from callcov_provider.models import MIB
-from callcov_provider.testing.audio import wav_header
+from callcov_provider.testing.audio import write_sized_wav
 from callcov_provider.testing.cli import build_parser, config_from_args
 from callcov_provider.testing.server import READY_PREFIX, run_emulator
 
@@ -90,7 +90,8 @@ def test_cli_starts_prints_ready_serves_and_stops_cleanly(running: list[Running]
     running.append(emulator)
     ready = emulator.wait_for_line(READY_PREFIX)
     base_url = ready[len(READY_PREFIX) :]
-    assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/api/v1")
+    assert base_url.startswith("http://127.0.0.1:")
+    assert base_url.endswith("/api/v1")
     assert any(base_url.rsplit("/api/v1", 1)[0] in line for line in emulator.output[:-1])
     answer = requests.get(base_url + "/analysis/", headers={"Authorization": "Bearer sk_cli_two"}, timeout=10)
     assert answer.status_code == 200
@@ -105,7 +106,14 @@ def test_cli_starts_prints_ready_serves_and_stops_cleanly(running: list[Running]
 
 def test_cli_takes_keys_from_the_environment_and_faults_from_flags(running: list[Running]) -> None:
     emulator = Running(
-        "--fault", "503=0.25", "--fault", "latency=0.01-0.02", "--rate-limit", "100", "--submit-rate-limit", "20",
+        "--fault",
+        "503=0.25",
+        "--fault",
+        "latency=0.01-0.02",
+        "--rate-limit",
+        "100",
+        "--submit-rate-limit",
+        "20",
         env={"CALLCOV_EMULATOR_API_KEYS": "sk_env_a,sk_env_b"},
     )
     running.append(emulator)
@@ -120,19 +128,25 @@ def test_cli_takes_keys_from_the_environment_and_faults_from_flags(running: list
         requests.get(base_url + "/analysis/", headers={"X-API-Key": "sk_env_b"}, timeout=10).status_code
         for _ in range(12)
     }
-    assert statuses <= {200, 503} and 200 in statuses
+    assert statuses <= {200, 503}
+    assert 200 in statuses
 
 
 def test_cli_refuses_bad_flags() -> None:
     parser = build_parser()
-    with pytest.raises(ValueError):  # noqa: PT011 - several ValueError subclasses are fine here
+    with pytest.raises(ValueError):
         config_from_args(parser.parse_args(["--fault", "teapot=1"]), environ={})
-    with pytest.raises(ValueError):  # noqa: PT011
+    with pytest.raises(ValueError):
         config_from_args(parser.parse_args(["--processing-seconds", "5-1"]), environ={})
-    config = config_from_args(parser.parse_args(["--seed", "7", "--allow-host", "files.internal"]), environ={})
-    assert config.seed == 7 and "files.internal" in config.allow_hosts and "127.0.0.1" in config.allow_hosts
+    config = config_from_args(
+        parser.parse_args(["--seed", "7", "--allow-host", "files.internal"]), environ={}
+    )
+    assert config.seed == 7
+    assert "files.internal" in config.allow_hosts
+    assert "127.0.0.1" in config.allow_hosts
     completed = subprocess.run([str(SCRIPT), "--fault", "nope"], capture_output=True, text=True, timeout=60)
-    assert completed.returncode == 2 and "NAME=VALUE" in completed.stderr
+    assert completed.returncode == 2
+    assert "NAME=VALUE" in completed.stderr
 
 
 def _peak_rss(pid: int) -> int:
@@ -143,14 +157,8 @@ def _peak_rss(pid: int) -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc for peak RSS")
 def test_a_100_mb_upload_does_not_cost_100_mb_of_memory(tmp_path: Path) -> None:
-    size = 90 * MIB
-    path = tmp_path / "big.wav"
-    with path.open("wb") as handle:
-        handle.write(wav_header(size - 44))
-        block = bytes(range(256)) * 4096  # non-silent samples, 1 MiB
-        for _ in range(size // len(block)):
-            handle.write(block)
-        handle.truncate(size)
+    size = 100 * MIB  # exactly the WAV limit
+    path = write_sized_wav(tmp_path / "big.wav", size)  # silent, so it ends failed: the upload is the point
     with run_emulator(("k",), in_subprocess=True) as emu:
         assert emu.pid is not None
         requests.get(emu.base_url + "/analysis/", headers={"X-API-Key": "k"}, timeout=10)

@@ -22,10 +22,14 @@ def test_request_log_records_what_was_asked_and_answered(
     api.get(f"/analysis/{created['id']}", key=KEY_2, mode="bearer")
     api.get("/analysis/", status_filter="completed", limit=5)
     first, second, third = emu.control.requests()
-    assert first["method"] == "POST" and first["path"] == "/api/v1/analysis/"
+    assert first["method"] == "POST"
+    assert first["path"] == "/api/v1/analysis/"
     assert (first["status"], first["auth_mode"], first["account"]) == (201, "api_key", "acct_1")
-    assert first["idempotency_key"] == "log-1" and first["analysis_id"] == created["id"]
-    assert first["time_iso"].endswith("Z") and first["duration_ms"] > 0 and first["fault"] is None
+    assert first["idempotency_key"] == "log-1"
+    assert first["analysis_id"] == created["id"]
+    assert first["time_iso"].endswith("Z")
+    assert first["duration_ms"] > 0
+    assert first["fault"] is None
     assert (second["status"], second["auth_mode"], second["account"]) == (404, "bearer", "acct_2")
     assert third["query"] == "status_filter=completed&limit=5"
     assert [e["seq"] for e in emu.control.requests(since=first["seq"])] == [second["seq"], third["seq"]]
@@ -60,24 +64,30 @@ def test_settings_can_be_merged_replaced_and_validated(emu: EmulatorHandle) -> N
         "submissions_per_minute": 20,
     }
     faults = emu.control.set_faults(error_rates={503: 0.1}, latency=0.05)
-    assert faults["error_rates"] == {"503": 0.1} and faults["latency_max"] == 0.05
+    assert faults["error_rates"] == {"503": 0.1}
+    assert faults["latency_max"] == 0.05
     faults = emu.control.set_faults(replace=True, drop_rate=0.5)
-    assert faults["error_rates"] == {} and faults["drop_rate"] == 0.5
+    assert faults["error_rates"] == {}
+    assert faults["drop_rate"] == 0.5
     with pytest.raises(httpx.HTTPStatusError):
         emu.control.set_processing(failure_rate=1.5)
     with pytest.raises(httpx.HTTPStatusError):
         emu.control.advance(-1)
     emu.control.reset()
     config = emu.control.config()
-    assert config["processing"]["max_seconds"] == 0.0 and config["faults"]["drop_rate"] == 0.0
+    assert config["processing"]["max_seconds"] == 0.0
+    assert config["faults"]["drop_rate"] == 0.0
     assert config["rate_limits"] == {"requests_per_minute": None, "submissions_per_minute": None}
 
 
-def test_reset_forgets_analyses_logs_and_clock(api: Api, emu: EmulatorHandle, wav: Callable[..., Path]) -> None:
+def test_reset_forgets_analyses_logs_and_clock(
+    api: Api, emu: EmulatorHandle, wav: Callable[..., Path]
+) -> None:
     created = api.upload(wav()).json()
     emu.control.advance(3600)
     emu.control.reset()
-    assert emu.control.analyses() == [] and emu.control.requests() == []
+    assert emu.control.analyses() == []
+    assert emu.control.requests() == []
     assert emu.control.config()["clock"]["offset"] == 0.0
     assert api.get(f"/analysis/{created['id']}").status_code == 404
     # Ids are never reused, even after a reset.
@@ -107,8 +117,12 @@ def test_seed_ten_thousand_and_read_them_all_in_pages(api: Api, emu: EmulatorHan
         offset += 1000
     assert len(seen) == len(set(seen)) == 10_000
     assert created == sorted(created, reverse=True)
-    assert seen[0] == result["last_id"] and seen[-1] == result["first_id"]
-    counts = {s: api.get("/analysis/", status_filter=s, limit=1).json()["total"] for s in ("completed", "failed", "processing")}
+    assert seen[0] == result["last_id"]
+    assert seen[-1] == result["first_id"]
+    counts = {
+        s: api.get("/analysis/", status_filter=s, limit=1).json()["total"]
+        for s in ("completed", "failed", "processing")
+    }
     assert counts == {"completed": 5000, "failed": 2500, "processing": 2500}
     assert api.get("/analysis/", agent_id="agent_002", limit=1).json()["total"] == 3333
     failed = api.get("/analysis/", status_filter="failed", limit=1).json()["data"][0]
@@ -121,7 +135,9 @@ def test_seed_refuses_an_unknown_account(emu: EmulatorHandle) -> None:
     assert err.value.response.status_code == 422
 
 
-def test_sqlite_file_keeps_analyses_keys_and_clock_across_restarts(tmp_path: Path, wav: Callable[..., Path]) -> None:
+def test_sqlite_file_keeps_analyses_keys_and_clock_across_restarts(
+    tmp_path: Path, wav: Callable[..., Path]
+) -> None:
     db = str(tmp_path / "callcov.sqlite")
     headers = {"X-API-Key": "k", "Idempotency-Key": "persist-1"}
     path = wav()
@@ -143,9 +159,11 @@ def test_sqlite_file_keeps_analyses_keys_and_clock_across_restarts(tmp_path: Pat
         assert emu.control.analysis(first["id"])["status"] == "completed"
     with run_emulator(("k",), processing_seconds=600, db=db) as emu:
         got = requests.get(f"{emu.base_url}/analysis/{first['id']}", headers={"X-API-Key": "k"}, timeout=10)
-        assert got.status_code == 200 and got.json()["status"] == "completed"
+        assert got.status_code == 200
+        assert got.json()["status"] == "completed"
         replay = upload(emu)
-        assert replay.status_code == 201 and replay.json()["id"] == first["id"]
+        assert replay.status_code == 201
+        assert replay.json()["id"] == first["id"]
         fresh = requests.post(
             emu.base_url + "/analysis/",
             headers={"X-API-Key": "k"},
@@ -159,4 +177,5 @@ def test_sqlite_file_keeps_analyses_keys_and_clock_across_restarts(tmp_path: Pat
 def test_audio_endpoint_serves_every_format(emu: EmulatorHandle) -> None:
     for name, content_type in (("a.wav", "audio/wav"), ("a.mp3", "audio/mpeg"), ("a.flac", "audio/flac")):
         response = requests.get(f"{emu.root_url}/_emulator/audio/{name}?seconds=1&token=x", timeout=10)
-        assert response.status_code == 200 and response.headers["content-type"] == content_type
+        assert response.status_code == 200
+        assert response.headers["content-type"] == content_type

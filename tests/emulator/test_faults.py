@@ -30,7 +30,8 @@ def test_injected_errors_are_answered_instead_of_handling(
     emu.control.set_faults(next_errors=[status])
     response = api.upload(wav())
     assert response.status_code == status
-    assert response.headers["content-type"].startswith(content_type) and marker in response.text
+    assert response.headers["content-type"].startswith(content_type)
+    assert marker in response.text
     assert emu.control.analyses() == []
     assert emu.control.requests()[-1]["fault"] == f"status={status}"
     assert api.upload(wav()).status_code == 201
@@ -38,12 +39,14 @@ def test_injected_errors_are_answered_instead_of_handling(
 
 def test_error_probability_is_seeded_and_repeatable() -> None:
     def statuses() -> list[int]:
-        with run_emulator(("k",), faults=["503=0.3", "500=0.2"], seed=42) as emu:
-            with requests.Session() as session:
-                return [
-                    session.get(emu.base_url + "/analysis/", headers={"X-API-Key": "k"}).status_code
-                    for _ in range(40)
-                ]
+        with (
+            run_emulator(("k",), faults=["503=0.3", "500=0.2"], seed=42) as emu,
+            requests.Session() as session,
+        ):
+            return [
+                session.get(emu.base_url + "/analysis/", headers={"X-API-Key": "k"}).status_code
+                for _ in range(40)
+            ]
 
     first = statuses()
     assert first == statuses()
@@ -67,10 +70,14 @@ def test_added_latency(api: Api, emu: EmulatorHandle) -> None:
     assert time.perf_counter() - started >= 0.3
     assert emu.control.requests()[-1]["fault"] == "latency=0.300s"
     emu.control.set_faults(latency="0.01-0.05")
-    assert 0.01 <= emu.control.config()["faults"]["latency_min"] < emu.control.config()["faults"]["latency_max"]
+    assert (
+        0.01 <= emu.control.config()["faults"]["latency_min"] < emu.control.config()["faults"]["latency_max"]
+    )
 
 
-def test_dropped_connection_is_a_connection_error_for_requests_and_httpx(api: Api, emu: EmulatorHandle) -> None:
+def test_dropped_connection_is_a_connection_error_for_requests_and_httpx(
+    api: Api, emu: EmulatorHandle
+) -> None:
     emu.control.set_faults(drop_next=1)
     with pytest.raises(requests.exceptions.ConnectionError):
         api.get("/analysis/")
@@ -79,7 +86,8 @@ def test_dropped_connection_is_a_connection_error_for_requests_and_httpx(api: Ap
         client.get(api.base + "/analysis/", headers=api.auth())
     assert api.get("/analysis/").status_code == 200
     dropped = [e for e in emu.control.requests() if e["fault"] == "drop"]
-    assert len(dropped) == 2 and all(e["status"] is None for e in dropped)
+    assert len(dropped) == 2
+    assert all(e["status"] is None for e in dropped)
 
 
 def test_dropped_upload_creates_nothing(api: Api, emu: EmulatorHandle, wav: Callable[..., Path]) -> None:
@@ -102,10 +110,12 @@ def test_accepted_submission_with_a_lost_response(
             api.upload(wav(), headers=headers)
     (stored,) = emu.control.analyses()
     entry = emu.control.requests()[-1]
-    assert entry["analysis_id"] == stored["id"] and entry["handled_status"] == 201
+    assert entry["analysis_id"] == stored["id"]
+    assert entry["handled_status"] == 201
     # A retry with the same key gets the analysis that was created, not a second one.
     retried = api.upload(wav(), headers=headers)
-    assert retried.status_code == 201 and retried.json()["id"] == stored["id"]
+    assert retried.status_code == 201
+    assert retried.json()["id"] == stored["id"]
     assert len(emu.control.analyses()) == 1
 
 

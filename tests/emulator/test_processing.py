@@ -17,8 +17,10 @@ def test_submission_starts_processing_and_completes_after_the_delay(
     emu.control.set_processing(seconds=60)
     created = api.upload(wav()).json()
     assert created["status"] == "processing"
-    assert created["results"] is None and created["transcript"] is None
-    assert created["metadata"]["completed_at"] is None and created["metadata"]["processing_time_ms"] is None
+    assert created["results"] is None
+    assert created["transcript"] is None
+    assert created["metadata"]["completed_at"] is None
+    assert created["metadata"]["processing_time_ms"] is None
     assert api.get(f"/calls/analyze/{created['id']}").json()["analysis"] is None
     assert api.get("/analysis/", status_filter="processing").json()["total"] == 1
     emu.control.advance(59)
@@ -26,11 +28,14 @@ def test_submission_starts_processing_and_completes_after_the_delay(
     emu.control.advance(1.5)
     done = Analysis.model_validate(api.get(f"/analysis/{created['id']}").json())
     assert done.status.value == "completed"
-    assert done.metadata is not None and done.metadata.processing_time_ms == 60_000
+    assert done.metadata is not None
+    assert done.metadata.processing_time_ms == 60_000
     assert api.get("/analysis/", status_filter="completed").json()["total"] == 1
 
 
-def test_real_time_completion_with_a_short_delay(api: Api, emu: EmulatorHandle, wav: Callable[..., Path]) -> None:
+def test_real_time_completion_with_a_short_delay(
+    api: Api, emu: EmulatorHandle, wav: Callable[..., Path]
+) -> None:
     emu.control.set_processing(seconds=0.2)
     created = api.upload(wav()).json()
     assert created["status"] == "processing"
@@ -50,7 +55,7 @@ def test_processing_range_is_spread_deterministically(tmp_path: Path, wav: Calla
         with run_emulator(("k",), processing_seconds="1-5", seed=3) as emu:
             api = Api(emu)
             try:
-                bodies = [api.upload(wav(f"r{i}.wav", seed=i), key="k").json() for i in range(6)]
+                bodies = [api.upload(wav(f"r{i}.wav", seconds=0.5, seed=i), key="k").json() for i in range(6)]
             finally:
                 api.close()
             emu.control.advance(10)
@@ -65,13 +70,15 @@ def test_processing_range_is_spread_deterministically(tmp_path: Path, wav: Calla
     assert len(set(first)) > 1
 
 
-def test_failure_rate_fails_a_deterministic_share(api: Api, emu: EmulatorHandle, wav: Callable[..., Path]) -> None:
+def test_failure_rate_fails_a_deterministic_share(
+    api: Api, emu: EmulatorHandle, wav: Callable[..., Path]
+) -> None:
     emu.control.set_processing(failure_rate=1.0)
     failed = api.upload(wav()).json()
     assert failed["status"] == "failed"
     assert failed["metadata"]["error_message"]
     emu.control.set_processing(failure_rate=0.5)
-    statuses = [api.upload(wav(f"f{i}.wav", seed=i)).json()["status"] for i in range(20)]
+    statuses = [api.upload(wav(f"f{i}.wav", seconds=0.5, seed=i)).json()["status"] for i in range(20)]
     assert 0 < statuses.count("failed") < 20
 
 
@@ -93,7 +100,9 @@ def test_webhook_delivers_completed_and_failed_events(
     assert states == {ok["id"]: "delivered", bad["id"]: "delivered"}
 
 
-def test_webhook_is_retried_until_it_is_accepted(api: Api, emu: EmulatorHandle, wav: Callable[..., Path]) -> None:
+def test_webhook_is_retried_until_it_is_accepted(
+    api: Api, emu: EmulatorHandle, wav: Callable[..., Path]
+) -> None:
     created = api.upload(wav(), webhook_url=f"{emu.root_url}/_emulator/webhook-sink?fail=2").json()
     wait_for(lambda: emu.control.webhook_sink(), timeout=10)
     attempts = [w for w in emu.control.webhooks() if w["analysis_id"] == created["id"]]
@@ -116,4 +125,5 @@ def test_webhook_to_a_host_off_the_allowlist_is_never_sent(
     created = api.upload(wav(), webhook_url="https://your-app.com/webhooks/analysis").json()
     wait_for(lambda: emu.control.analysis(created["id"])["webhook_state"] == "skipped")
     (attempt,) = emu.control.webhooks()
-    assert attempt["outcome"].startswith("skipped") and attempt["status"] is None
+    assert attempt["outcome"].startswith("skipped")
+    assert attempt["status"] is None

@@ -18,26 +18,37 @@ def test_get_analysis_on_both_paths(api: Api, wav: Callable[..., Path]) -> None:
     response = api.get(f"/analysis/{created['id']}")
     assert response.status_code == 200
     analysis = Analysis.model_validate(response.json())
-    assert analysis.id == created["id"] and analysis.status.value == "completed"
+    assert analysis.id == created["id"]
+    assert analysis.status.value == "completed"
     results = analysis.results
-    assert results is not None and results.compliance is not None and results.quality is not None
+    assert results is not None
+    assert results.compliance is not None
+    assert results.quality is not None
     for check in (
         results.compliance.identity_verification,
         results.compliance.mandatory_disclosures,
         results.compliance.purpose_declaration,
     ):
-        assert check is not None and check.passed is not check.flagged and check.details
+        assert check is not None
+        assert check.passed is not check.flagged
+        assert check.details
     assert results.quality.sentiment_analysis is not None
     assert results.quality.sentiment_analysis.overall in ("positive", "neutral", "negative")
-    assert results.quality.greeting is not None and isinstance(results.quality.greeting.present, bool)
+    assert results.quality.greeting is not None
+    assert isinstance(results.quality.greeting.present, bool)
     assert results.quality.empathetic_language is not None
-    assert results.coaching is not None and results.coaching.recommendations
+    assert results.coaching is not None
+    assert results.coaching.recommendations
     assert all(isinstance(r, str) for r in results.coaching.recommendations)
     assert 1 <= (results.coaching.customer_effort_score or 0) <= 5
     transcript = analysis.transcript
-    assert transcript is not None and transcript.language == "en" and transcript.text
-    assert transcript.segments[0].speaker == "agent" and transcript.segments[-1].end == 3.0
-    assert analysis.metadata is not None and analysis.metadata.completed_at is not None
+    assert transcript is not None
+    assert transcript.language == "en"
+    assert transcript.text
+    assert transcript.segments[0].speaker == "agent"
+    assert transcript.segments[-1].end == 3.0
+    assert analysis.metadata is not None
+    assert analysis.metadata.completed_at is not None
     assert analysis.metadata.processing_time_ms == 0
 
     legacy = api.get(f"/calls/analyze/{created['id']}")
@@ -45,7 +56,8 @@ def test_get_analysis_on_both_paths(api: Api, wav: Callable[..., Path]) -> None:
     assert parsed.status.value == "completed"
     assert parsed.analysis is not None
     assert parsed.analysis.sentiment == results.quality.sentiment_analysis.overall
-    assert isinstance(parsed.analysis.summary, str) and parsed.error is None
+    assert isinstance(parsed.analysis.summary, str)
+    assert parsed.error is None
 
 
 def test_results_are_deterministic_from_the_audio(api: Api, wav: Callable[..., Path]) -> None:
@@ -53,7 +65,8 @@ def test_results_are_deterministic_from_the_audio(api: Api, wav: Callable[..., P
     again = api.upload(wav("b.wav", seed=1)).json()
     other = api.upload(wav("c.wav", seed=2)).json()
     assert first["id"] != again["id"]
-    assert first["results"] == again["results"] and first["transcript"] == again["transcript"]
+    assert first["results"] == again["results"]
+    assert first["transcript"] == again["transcript"]
     assert (first["results"], first["transcript"]) != (other["results"], other["transcript"])
 
 
@@ -70,7 +83,8 @@ def test_an_account_never_sees_another_accounts_analyses(api: Api, wav: Callable
     assert api.get(f"/analysis/{theirs['id']}").status_code == 404
     assert api.get(f"/calls/analyze/{mine['id']}", key=KEY_2).status_code == 404
     listed = api.get("/analysis/", search="agent_shared").json()
-    assert [a["id"] for a in listed["data"]] == [mine["id"]] and listed["total"] == 1
+    assert [a["id"] for a in listed["data"]] == [mine["id"]]
+    assert listed["total"] == 1
     listed_2 = api.get("/analysis/", key=KEY_2, mode="bearer").json()
     assert [a["id"] for a in listed_2["data"]] == [theirs["id"]]
     accounts = {a["id"]: a["account"] for a in api.emu.control.analyses()}
@@ -121,7 +135,10 @@ def test_list_is_newest_first_and_filters(api: Api, catalogue: dict[str, str]) -
     assert _ids(api, search="agent_001") == [catalogue[i] for i in ("4", "2", "0")]
     assert _ids(api, search="customer_9") == [catalogue["5"]]
     assert _ids(api, search="_123") == [catalogue[i] for i in ("3", "2", "0")]
-    assert _ids(api, status_filter="completed", agent_id="agent_001", limit=50) == [catalogue["4"], catalogue["0"]]
+    assert _ids(api, status_filter="completed", agent_id="agent_001", limit=50) == [
+        catalogue["4"],
+        catalogue["0"],
+    ]
 
 
 def test_list_pagination_total_and_has_more(api: Api, catalogue: dict[str, str]) -> None:
@@ -170,10 +187,15 @@ def test_same_second_ties_are_broken_by_insertion_order(api: Api, emu: EmulatorH
                 "type": "value_error.number.not_ge",
             },
         ),
-        ({"limit": "ten"}, {"loc": ["query", "limit"], "msg": "value is not a valid integer", "type": "type_error.integer"}),
+        (
+            {"limit": "ten"},
+            {"loc": ["query", "limit"], "msg": "value is not a valid integer", "type": "type_error.integer"},
+        ),
     ],
 )
-def test_out_of_range_parameters_get_page_002s_422(api: Api, params: dict[str, object], item: dict[str, object]) -> None:
+def test_out_of_range_parameters_get_page_002s_422(
+    api: Api, params: dict[str, object], item: dict[str, object]
+) -> None:
     response = api.get("/analysis/", **params)
     assert response.status_code == 422
     assert response.json() == {"detail": [item]}
@@ -189,5 +211,7 @@ def test_limit_bounds_are_inclusive(api: Api, emu: EmulatorHandle) -> None:
     emu.control.seed(1001)
     assert len(api.get("/analysis/", limit=1000).json()["data"]) == 1000
     page = api.get("/analysis/", limit=1).json()
-    assert len(page["data"]) == 1 and page["total"] == 1001 and page["has_more"] is True
+    assert len(page["data"]) == 1
+    assert page["total"] == 1001
+    assert page["has_more"] is True
     assert len(api.get("/analysis/").json()["data"]) == 100

@@ -54,14 +54,32 @@ def _decode(value: Any) -> Any:
     return value
 
 
+def _xcom_rows_and_decoder() -> tuple[Any, Any]:
+    """
+    The XCom table's model and how to read a row's value, which differ by Airflow version.
+
+    Airflow 3 keeps XComs in ``XComModel`` as JSON; Airflow 2.11 keeps them in ``XCom`` (``BaseXCom``) as
+    serialised bytes that ``XCom.deserialize_value(row)`` turns back into the value.
+    """
+    from callcov_provider.version_compat import AIRFLOW_V_3_0_PLUS
+
+    if AIRFLOW_V_3_0_PLUS:
+        from airflow.models.xcom import XComModel
+
+        return XComModel, lambda row: _decode(row.value)
+    from airflow.models.xcom import XCom
+
+    return XCom, XCom.deserialize_value
+
+
 class RunResult:
     """Task states and XComs of one finished ``dag.test()`` run."""
 
     def __init__(self, dag_run: Any) -> None:
         from airflow.models.taskinstance import TaskInstance
-        from airflow.models.xcom import XComModel
         from airflow.utils.session import create_session
 
+        xcom_model, read_value = _xcom_rows_and_decoder()
         self.state = str(dag_run.state)
         self.states: dict[tuple[str, int], str] = {}
         self.next_methods: dict[tuple[str, int], Any] = {}
@@ -71,10 +89,10 @@ class RunResult:
                 TaskInstance.dag_id == dag_run.dag_id, TaskInstance.run_id == dag_run.run_id
             ):
                 self.states[(ti.task_id, ti.map_index)] = str(ti.state)
-            for row in session.query(XComModel).filter(
-                XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id
+            for row in session.query(xcom_model).filter(
+                xcom_model.dag_id == dag_run.dag_id, xcom_model.run_id == dag_run.run_id
             ):
-                self.xcoms[(row.task_id, row.map_index, row.key)] = _decode(row.value)
+                self.xcoms[(row.task_id, row.map_index, row.key)] = read_value(row)
 
     def xcom(self, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
         return self.xcoms[(task_id, map_index, key)]

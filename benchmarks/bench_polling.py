@@ -1,0 +1,149 @@
+"""
+Row 1: API requests to see N analyses to completion.
+
+Ours: one ``AnalysisCompletedTrigger`` over the N ids, its ``run()`` driven to its event.
+Baseline: page 001's ``wait_for_analysis`` for each id (one GET per id per poll), all N at once.
+Both poll at the same interval; analyses take a spread of processing times; requests are counted in the
+emulator's request log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from typing import Any
+
+from common import Figure, RowResult, fmt, submit_small
+
+from callcov_provider.testing.server import EmulatorHandle, run_emulator
+
+
+def _count_gets(emu: EmulatorHandle, since: int) -> int:
+    return sum(1 for e in emu.control.requests(since=since) if e["method"] == "GET")
+
+
+def _last_seq(emu: EmulatorHandle) -> int:
+    log = emu.control.requests()
+    return int(log[-1]["seq"]) if log else 0
+
+
+async def _run_trigger(ids: list[str], poll: float) -> tuple[str, list[int]]:
+    import callcov_provider.triggers.analysis as trigger_module
+    from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
+
+    per_cycle: list[int] = []
+    original = trigger_module.poll_cycle_async
+
+    async def counting(hook: Any, tracker: Any, budget: int | None = None) -> int:
+        made = await original(hook, tracker, budget)
+        per_cycle.append(made)
+        return made
+
+    trigger_module.poll_cycle_async = counting  # type: ignore[assignment]
+    try:
+        trigger = AnalysisCompletedTrigger(ids, "callcov_default", poll, time.time() + 600)
+        status = "none"
+        async for event in trigger.run():
+            status = event.payload["status"]
+        return status, per_cycle
+    finally:
+        trigger_module.poll_cycle_async = original  # type: ignore[assignment]
+
+
+async def _run_baseline(emu: EmulatorHandle, ids: list[str], poll: float) -> int:
+    import httpx
+
+    from doc_samples import wait_for_analysis_async
+
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(timeout=120, limits=limits, trust_env=False) as client:
+        counts = await asyncio.gather(
+            *(wait_for_analysis_async(client, aid, emu.api_key, emu.base_url, 600, poll) for aid in ids)
+        )
+    return sum(counts)
+
+
+def run(quick: bool, repeats: int) -> RowResult:
+    sizes = [10, 50] if quick else [10, 100, 500, 2000]
+    poll = 0.25 if quick else 1.0
+    processing = "0.3-1.2" if quick else "1-8"
+    ours: dict[int, list[float]] = {n: [] for n in sizes}
+    base: dict[int, list[float]] = {n: [] for n in sizes}
+    cycle_max: dict[int, list[float]] = {n: [] for n in sizes}
+    cycle_mean: dict[int, list[float]] = {n: [] for n in sizes}
+    cycles: dict[int, list[float]] = {n: [] for n in sizes}
+    problems: list[str] = []
+    with run_emulator(
+        processing_seconds=processing, in_subprocess=True, request_log_limit=1_000_000
+    ) as emu:
+        import os
+
+        os.environ["AIRFLOW_CONN_CALLCOV_DEFAULT"] = emu.connection_json()
+        for _ in range(repeats):
+            for n in sizes:
+                emu.control.reset()
+                ids = submit_small(emu.base_url, emu.api_key, n)
+                since = _last_seq(emu)
+                status, per_cycle = asyncio.run(_run_trigger(ids, poll))
+                if status != "success":
+                    problems.append(f"N={n}: trigger ended {status}")
+                ours[n].append(_count_gets(emu, since))
+                cycle_max[n].append(max(per_cycle))
+                cycle_mean[n].append(statistics.mean(per_cycle))
+                cycles[n].append(len(per_cycle))
+
+                emu.control.reset()
+                ids = submit_small(emu.base_url, emu.api_key, n)
+                since = _last_seq(emu)
+                made = asyncio.run(_run_baseline(emu, ids, poll))
+                counted = _count_gets(emu, since)
+                if counted != made:
+                    problems.append(f"N={n}: baseline counted {counted} in the log, made {made}")
+                base[n].append(counted)
+
+    figures = []
+    for n in sizes:
+        ratio = statistics.median(ours[n]) / statistics.median(base[n])
+        is_focus = n == 500
+        figures.append(
+            Figure(
+                row="1",
+                what=f"GETs to see N={n} analyses finish",
+                unit="requests",
+                ours=ours[n],
+                baseline=base[n],
+                target="<= 2% of baseline at N=500" if is_focus else "",
+                met=(ratio <= 0.02) if is_focus else None,
+            )
+        )
+    flat = all(max(cycle_max[n]) <= 5 for n in sizes)
+    figures.append(
+        Figure(
+            row="1",
+            what=f"max requests in one poll cycle, N={sizes[0]}..{sizes[-1]}",
+            unit="requests/cycle",
+            ours=[max(max(cycle_max[n]) for n in sizes)],
+            baseline=[float(sizes[-1])],
+            target="flat in N (<= max_requests_per_cycle = 5)",
+            met=flat,
+            note="baseline: one GET per pending id, N on the first cycle",
+        )
+    )
+    details = [
+        f"poll interval {poll} s for both; processing times spread over {processing} s; "
+        f"{repeats} run(s) per N.",
+        "",
+        "| N | ours: GETs | ours: cycles | ours: mean / max requests per cycle | "
+        "baseline: GETs | baseline: requests on first cycle | ours / baseline |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for n in sizes:
+        details.append(
+            f"| {n} | {fmt(statistics.median(ours[n]))} | {fmt(statistics.median(cycles[n]))} | "
+            f"{statistics.median(cycle_mean[n]):.2f} / {max(cycle_max[n]):.0f} | "
+            f"{fmt(statistics.median(base[n]))} | {n} | "
+            f"{100 * statistics.median(ours[n]) / statistics.median(base[n]):.2f}% |"
+        )
+    details.extend(f"problem: {p}" for p in problems)
+    return RowResult("1", "API requests to see N analyses to completion", figures, details)

@@ -1,0 +1,129 @@
+"""
+Run the provider's benchmarks against the emulator and write ``benchmarks/RESULTS.md``.
+
+    python benchmarks/run.py                 # everything (``make bench``)
+    python benchmarks/run.py --quick         # scaled down, a few seconds a row (the test suite's smoke run)
+    python benchmarks/run.py --only 3 --repeats 5
+
+Every row compares the provider with the documentation's own sample code, in the same run, on loopback
+against the emulator running in its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import BENCH_DIR, RowResult, machine_info, setup_environment, summary, verdict  # noqa: E402
+
+ROWS = {
+    "1": "bench_polling",
+    "2": "bench_triggerer",
+    "3": "bench_upload",
+    "4": "bench_listing",
+    "5": "bench_parse",
+    "6": "bench_submit_rate",
+}
+
+
+def table(results: list[RowResult]) -> list[str]:
+    lines = [
+        "| # | what | unit | ours: median [min-max] | baseline: median [min-max] | ours / baseline "
+        "| target | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        for fig in result.figures:
+            ratio = "-" if fig.ratio is None else f"{fig.ratio:.3g}"
+            lines.append(
+                f"| {fig.row} | {fig.what} | {fig.unit} | {summary(fig.ours)} | {summary(fig.baseline)} | "
+                f"{ratio} | {fig.target or '-'} | {verdict(fig.met)} |"
+            )
+    return lines
+
+
+def write_results(path: Path, results: list[RowResult], args: argparse.Namespace, seconds: float) -> None:
+    machine = machine_info()
+    out = [
+        "# Benchmark results",
+        "",
+        f"Written by `python benchmarks/run.py{' --quick' if args.quick else ''}"
+        f"{' --only ' + ','.join(args.only) if args.only else ''} --repeats {args.repeats}` on "
+        f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} in {seconds / 60:.1f} min.",
+        "",
+        "Every figure is the median over the repeated runs with the range [min-max] beside it; the ratio is",
+        "median(ours) / median(baseline). The baselines are the documentation pages' own samples",
+        "(`benchmarks/doc_samples.py`), run in the same session against the same emulator, which runs in",
+        "its own process on loopback.",
+        "",
+        "## Machine",
+        "",
+        *(f"- {key}: {value}" for key, value in machine.items()),
+        "- note: the machine was shared with other busy work during the run, so the timings (not the request",
+        "  counts or memory figures) carry extra noise.",
+        "",
+        "## Results",
+        "",
+        *table(results),
+        "",
+    ]
+    for result in results:
+        out += [f"## Row {result.row}: {result.title}", "", *result.details, ""]
+    path.write_text("\n".join(out))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="scale every row down (smoke run)")
+    parser.add_argument("--only", action="append", choices=sorted(ROWS), help="run only this row (repeatable)")
+    parser.add_argument("--repeats", type=int, default=None, help="runs per figure (default 3, quick 1)")
+    parser.add_argument("--results", type=Path, default=BENCH_DIR / "RESULTS.md", help="where to write")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
+    args = parser.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+    setup_environment()
+    from common import quiet_logging
+
+    quiet_logging()
+    started = time.monotonic()
+    results: list[RowResult] = []
+    failed: list[str] = []
+    for row in args.only or sorted(ROWS):
+        module = importlib.import_module(ROWS[row])
+        print(f"== {module.__doc__.strip().splitlines()[0]}", flush=True)
+        row_started = time.monotonic()
+        try:
+            result = module.run(args.quick, args.repeats)
+        except Exception:
+            traceback.print_exc()
+            failed.append(row)
+            continue
+        results.append(result)
+        print("\n".join(table([result])), flush=True)
+        for line in result.details:
+            print("   " + line)
+        print(f"   ({time.monotonic() - row_started:.0f} s)", flush=True)
+    elapsed = time.monotonic() - started
+    print("\n".join(["", *table(results)]))
+    write_results(args.results, results, args, elapsed)
+    print(f"\nwrote {args.results} in {elapsed:.0f} s")
+    if args.json:
+        payload = {r.row: [f.to_json() for f in r.figures] for r in results}
+        args.json.write_text(json.dumps(payload, indent=1))
+    if failed:
+        print(f"rows that raised: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,470 @@
+"""AnalysisCompletedSensor: inputs, poke/reschedule/deferrable waits, timeouts, soft_fail (requests-mock)."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, overload
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+import requests_mock as rm
+
+from callcov_provider.exceptions import AnalysisFailedError, CallCovError, InvalidRequestError
+from callcov_provider.sensors.analysis import AnalysisCompletedSensor
+from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
+from tests.unit.conftest import API
+
+
+class FakeAccount:
+    """
+    One account's analyses behind requests-mock: ``GET /analysis/`` (newest first, status filter, agent,
+    contact, search, limit, offset) and ``GET /analysis/{id}``; counts what it answers.
+    """
+
+    def __init__(self, mock: rm.Mocker) -> None:
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.lists: list[dict[str, str]] = []
+        self.gets: list[str] = []
+        mock.get(f"{API}/analysis/", json=self._list)
+        mock.get(re.compile(rf"{re.escape(API)}/analysis/[^/?]+$"), json=self._get)
+
+    def add(
+        self, aid: str, created: int = 1_767_225_600, status: str = "processing", error: str | None = None
+    ) -> None:
+        self.rows[aid] = {
+            "id": aid,
+            "object": "analysis",
+            "created": created,
+            "status": status,
+            "call": {"agent_id": f"agent-{aid}", "contact_id": f"contact-{aid}"},
+            "results": {"coaching": {"customer_effort_score": 2}} if status == "completed" else None,
+            "metadata": {"error_message": error},
+        }
+
+    def set(self, aid: str, status: str, error: str | None = None) -> None:
+        self.rows[aid]["status"] = status
+        self.rows[aid]["metadata"] = {"error_message": error}
+
+    def _list(self, request: Any, context: Any) -> dict[str, Any]:
+        query = {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
+        self.lists.append(query)
+        rows = sorted(self.rows.values(), key=lambda r: -int(r["created"]))
+        if "status_filter" in query:
+            rows = [r for r in rows if r["status"] == query["status_filter"]]
+        for name in ("agent_id", "contact_id"):
+            if name in query:
+                rows = [r for r in rows if r["call"][name] == query[name]]
+        if "search" in query:
+            rows = [r for r in rows if query["search"].lower() in str(r["call"]).lower()]
+        offset, limit = int(query.get("offset", 0)), int(query.get("limit", 100))
+        page = rows[offset : offset + limit]
+        return {
+            "object": "list",
+            "data": page,
+            "has_more": offset + len(page) < len(rows),
+            "total": len(rows),
+        }
+
+    def _get(self, request: Any, context: Any) -> dict[str, Any]:
+        aid = unquote(urlsplit(request.url).path.rsplit("/", 1)[1])
+        self.gets.append(aid)
+        if aid not in self.rows:
+            context.status_code = 404
+            return {"detail": "Analysis not found"}
+        return self.rows[aid]
+
+    @property
+    def calls(self) -> int:
+        return len(self.lists) + len(self.gets)
+
+
+@pytest.fixture
+def account(connection: Callable[..., None]) -> Iterator[FakeAccount]:
+    with rm.Mocker() as mock:
+        yield FakeAccount(mock)
+
+
+class FakeTI:
+    def __init__(self, first_reschedule: datetime | None = None) -> None:
+        self.first_reschedule = first_reschedule
+        self.xcoms: dict[str, Any] = {}
+
+    def get_first_reschedule_date(self, context: Any) -> datetime | None:
+        return self.first_reschedule
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[key] = value
+
+
+def ctx(ti: FakeTI | None = None) -> Any:
+    return {"ti": ti or FakeTI()}
+
+
+def sensor(**kwargs: Any) -> AnalysisCompletedSensor:
+    args: dict[str, Any] = {"task_id": "wait", "analysis_id": "a1", "poke_interval": 5, "timeout": 600}
+    args.update(kwargs)
+    return AnalysisCompletedSensor(**args)
+
+
+class LazyIds(Sequence[str]):
+    """A lazy, generator-backed sequence, like the XCom of a mapped task: not a ``list``."""
+
+    def __init__(self, ids: list[str | None]) -> None:
+        self._ids = ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        return self._ids[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return (aid for aid in self._ids)  # type: ignore[misc]
+
+
+# -- construction and inputs ------------------------------------------------------------------------------
+
+
+def test_the_sensors_own_arguments_are_templated() -> None:
+    base = {"self", "kwargs", "poke_interval", "timeout"}  # validated by BaseSensorOperator at construction
+    params = set(inspect.signature(AnalysisCompletedSensor.__init__).parameters) - base
+    assert params <= set(AnalysisCompletedSensor.template_fields)
+    assert "analysis_id" in AnalysisCompletedSensor.template_fields
+
+
+def test_nothing_is_looked_up_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.providers.common.compat.sdk import BaseHook
+
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("looked up a connection at construction")
+
+    monkeypatch.setattr(BaseHook, "get_connection", explode)
+    s = sensor(analysis_id="{{ ti.xcom_pull('submit') }}", callcov_conn_id="nope", deferrable=True)
+    assert "hook" not in vars(s)
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        ["a1", "a2", "a3"],
+        ("a1", "a2", "a3"),
+        LazyIds(["a1", "a2", "a3"]),
+    ],
+    ids=["list", "tuple", "lazy-sequence"],
+)
+def test_any_sequence_of_ids_is_accepted(account: FakeAccount, ids: Sequence[str]) -> None:
+    for aid in ("a1", "a2", "a3"):
+        account.add(aid, status="completed")
+    result = sensor(analysis_id=ids).execute(ctx())
+    assert [r["id"] for r in result] == ["a1", "a2", "a3"]
+    assert result[0] == {
+        "id": "a1",
+        "status": "completed",
+        "agent_id": "agent-a1",
+        "contact_id": "contact-a1",
+        "error_message": None,
+    }
+    # Nothing processing, nothing seen yet: one GET bounds the failed and completed scans.
+    assert account.gets == ["a1"]
+    assert [q["status_filter"] for q in account.lists] == ["processing", "failed", "completed"]
+
+
+def test_one_id_returns_the_full_analysis(account: FakeAccount) -> None:
+    account.add("a1", status="completed")
+    result = sensor(analysis_id="a1").execute(ctx())
+    assert result["id"] == "a1"
+    assert result["results"]["coaching"]["customer_effort_score"] == 2
+    assert account.lists == []
+
+
+def test_none_entries_are_skipped_with_a_warning(account: FakeAccount) -> None:
+    from structlog.testing import capture_logs
+
+    account.add("a1", status="completed")
+    account.add("a3", status="completed")
+    with capture_logs() as logs:
+        result = sensor(analysis_id=LazyIds(["a1", None, "a3", ""])).execute(ctx())
+    assert [r["id"] for r in result] == ["a1", "a3"]
+    warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
+    assert any("2 of 4" in w for w in warnings), warnings
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [([None, ""], "names no analysis"), ({"a": 1}, "sequence of ids"), (42, "sequence of ids"), ([], "no")],
+)
+def test_unusable_analysis_id_names_the_field(account: FakeAccount, value: Any, message: str) -> None:
+    with pytest.raises(InvalidRequestError, match=message) as info:
+        sensor(analysis_id=value).execute(ctx())
+    assert info.value.field == "analysis_id"
+    assert account.calls == 0
+
+
+# -- poke and reschedule ----------------------------------------------------------------------------------
+
+
+def test_poke_is_false_until_every_analysis_finished(account: FakeAccount) -> None:
+    for aid in ("a1", "a2"):
+        account.add(aid)
+    s = sensor(analysis_id=["a1", "a2"])
+    assert s.poke(ctx()) is False
+    account.set("a1", "completed")
+    assert s.poke(ctx()) is False
+    account.set("a2", "failed", "Audio is silent")
+    with pytest.raises(AnalysisFailedError, match="a2: Audio is silent"):
+        s.poke(ctx())
+    assert set(account.gets) <= {"a1", "a2"}
+
+
+def test_failures_name_every_failed_id_and_reason(account: FakeAccount) -> None:
+    account.add("a1", status="failed", error="Audio is silent")
+    account.add("a2", status="completed")
+    account.add("a3", status="failed", error="Unsupported codec")
+    with pytest.raises(AnalysisFailedError) as info:
+        sensor(analysis_id=["a1", "a2", "a3"]).execute(ctx())
+    assert info.value.failures == {"a1": "Audio is silent", "a3": "Unsupported codec"}
+    assert "a1: Audio is silent" in str(info.value)
+    assert "a3: Unsupported codec" in str(info.value)
+
+
+def test_failures_are_returned_when_not_failing_on_them(account: FakeAccount) -> None:
+    account.add("a1", status="failed", error="Audio is silent")
+    account.add("a2", status="completed")
+    result = sensor(analysis_id=["a1", "a2"], fail_on_failed=False).execute(ctx())
+    assert [(r["id"], r["status"], r["error_message"]) for r in result] == [
+        ("a1", "failed", "Audio is silent"),
+        ("a2", "completed", None),
+    ]
+    single = sensor(analysis_id="a1", fail_on_failed=False).execute(ctx())
+    assert single["status"] == "failed"
+    assert single["metadata"]["error_message"] == "Audio is silent"
+
+
+class FakeClock:
+    """Stands in for the base sensor module's ``time``: monotonic time moves only when slept on."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.waits: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return time.time() + self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def sensor_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    import airflow.sdk.bases.sensor as base_sensor
+
+    clock = FakeClock()
+    monkeypatch.setattr(base_sensor, "time", clock)
+    return clock
+
+
+def test_poke_mode_waits_then_succeeds(account: FakeAccount, sensor_clock: FakeClock) -> None:
+    account.add("a1")
+    account.add("a2")
+    pokes = 0
+    s = sensor(analysis_id=["a1", "a2"], poke_interval=10, timeout=600)
+    original = s.poke
+
+    def poke(context: Any) -> Any:
+        nonlocal pokes
+        pokes += 1
+        if pokes == 3:
+            account.set("a1", "completed")
+            account.set("a2", "completed")
+        return original(context)
+
+    s.poke = poke  # type: ignore[method-assign]
+    result = s.execute(ctx())
+    assert [r["status"] for r in result] == ["completed", "completed"]
+    assert sensor_clock.waits == [10, 10]
+
+
+@pytest.mark.parametrize("soft_fail", [False, True])
+def test_poke_mode_times_out_through_airflow(
+    account: FakeAccount, sensor_clock: FakeClock, soft_fail: bool
+) -> None:
+    from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException
+
+    account.add("a1")
+    s = sensor(analysis_id="a1", poke_interval=10, timeout=25, soft_fail=soft_fail)
+    with pytest.raises(AirflowSkipException if soft_fail else AirflowSensorTimeout) as info:
+        s.execute(ctx())
+    if not soft_fail:
+        assert not isinstance(info.value, AirflowSkipException)
+    assert len(account.gets) == 4  # at 0, 10, 20 and 30 seconds
+    assert sensor_clock.waits == [10, 10, 10]
+
+
+@pytest.mark.parametrize("soft_fail", [False, True])
+def test_reschedule_mode_times_out_through_airflow(account: FakeAccount, soft_fail: bool) -> None:
+    from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException
+
+    account.add("a1")
+    first = datetime.now(timezone.utc) - timedelta(hours=1)
+    s = sensor(analysis_id="a1", mode="reschedule", timeout=60, soft_fail=soft_fail)
+    with pytest.raises(AirflowSkipException if soft_fail else AirflowSensorTimeout):
+        s.execute(ctx(FakeTI(first_reschedule=first)))
+    assert account.gets == ["a1"]
+
+
+def test_reschedule_mode_reschedules_before_the_timeout(account: FakeAccount) -> None:
+    from airflow.sdk.exceptions import AirflowRescheduleException
+
+    account.add("a1")
+    s = sensor(analysis_id="a1", mode="reschedule", poke_interval=60, timeout=3600)
+    with pytest.raises(AirflowRescheduleException):
+        s.execute(ctx(FakeTI(first_reschedule=datetime.now(timezone.utc) - timedelta(minutes=5))))
+
+
+# -- deferrable -------------------------------------------------------------------------------------------
+
+
+def test_deferrable_pokes_once_then_defers_with_the_trigger(account: FakeAccount) -> None:
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    for aid in ("a1", "a2", "a3"):
+        account.add(aid)
+    s = sensor(analysis_id=LazyIds(["a1", None, "a2", "a3"]), deferrable=True, poke_interval=15, timeout=900)
+    before = time.time()
+    with pytest.raises(TaskDeferred) as info:
+        s.execute(ctx())
+    after = time.time()
+    trigger = info.value.trigger
+    assert isinstance(trigger, AnalysisCompletedTrigger)
+    _, kwargs = trigger.serialize()
+    assert set(kwargs) == {"analysis_ids", "callcov_conn_id", "poll_interval", "end_time"}
+    assert kwargs["analysis_ids"] == ["a1", "a2", "a3"]
+    assert kwargs["callcov_conn_id"] == "callcov_default"
+    assert kwargs["poll_interval"] == 15.0
+    assert before + 900 <= kwargs["end_time"] <= after + 900
+    assert info.value.method_name == "execute_complete"
+    assert info.value.timeout > timedelta(seconds=900)
+    assert account.lists[0]["status_filter"] == "processing"  # poked once before deferring
+    assert account.calls == 1
+
+
+def test_deferrable_returns_at_once_when_already_finished(account: FakeAccount) -> None:
+    account.add("a1", status="completed")
+    result = sensor(analysis_id="a1", deferrable=True).execute(ctx())
+    assert result["status"] == "completed"
+
+
+def test_flags_may_be_rendered_text(account: FakeAccount, sensor_clock: FakeClock) -> None:
+    from airflow.providers.common.compat.sdk import AirflowSensorTimeout, TaskDeferred
+
+    account.add("a1")
+    with pytest.raises(TaskDeferred):
+        sensor(analysis_id="a1", deferrable="True").execute(ctx())
+    # "False" is text, and truthy: it must still mean a wait in the worker, here timing out there.
+    with pytest.raises(AirflowSensorTimeout):
+        sensor(analysis_id="a1", deferrable="False", poke_interval=10, timeout=5).execute(ctx())
+    account.set("a1", "failed", "Audio is silent")
+    result = sensor(analysis_id="a1", fail_on_failed="false").execute(ctx())
+    assert result["status"] == "failed"
+
+
+def summaries(*rows: tuple[str, str, str | None]) -> list[dict[str, Any]]:
+    return [
+        {"id": aid, "status": status, "agent_id": f"agent-{aid}", "contact_id": None, "error_message": error}
+        for aid, status, error in rows
+    ]
+
+
+def ev(status: str, results: list[dict[str, Any]], failures: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"status": status, "message": f"{status} message", "results": results, "failures": failures or {}}
+
+
+def test_execute_complete_success_one_id_reads_the_full_analysis(account: FakeAccount) -> None:
+    account.add("a1", status="completed")
+    result = sensor(analysis_id="a1").execute_complete(
+        ctx(), ev("success", summaries(("a1", "completed", None)))
+    )
+    assert result["results"]["coaching"]["customer_effort_score"] == 2
+    assert account.gets == ["a1"]
+
+
+def test_execute_complete_success_many_ids_is_the_compact_list(account: FakeAccount) -> None:
+    rows = summaries(("a1", "completed", None), ("a2", "completed", None))
+    result = sensor(analysis_id=["a1", "a2"]).execute_complete(ctx(), ev("success", rows))
+    assert result == rows
+    assert account.calls == 0
+
+
+def test_execute_complete_failed_names_every_failure(account: FakeAccount) -> None:
+    rows = summaries(("a1", "failed", "Audio is silent"), ("a2", "completed", None), ("a3", "failed", None))
+    failures = {"a1": "Audio is silent", "a3": None}
+    with pytest.raises(AnalysisFailedError) as info:
+        sensor(analysis_id=["a1", "a2", "a3"]).execute_complete(ctx(), ev("failed", rows, failures))
+    assert info.value.failures == failures
+    assert "a1: Audio is silent" in str(info.value)
+    assert "a3: no reason given" in str(info.value)
+    assert "2 analyses failed" in str(info.value)
+
+
+def test_execute_complete_failed_is_returned_when_not_failing_on_it(account: FakeAccount) -> None:
+    rows = summaries(("a1", "failed", "Audio is silent"), ("a2", "completed", None))
+    s = sensor(analysis_id=["a1", "a2"], fail_on_failed=False)
+    assert s.execute_complete(ctx(), ev("failed", rows, {"a1": "Audio is silent"})) == rows
+    account.add("a1", status="failed", error="Audio is silent")
+    single = sensor(analysis_id="a1", fail_on_failed=False)
+    result = single.execute_complete(ctx(), ev("failed", rows[:1], {"a1": "Audio is silent"}))
+    assert result["status"] == "failed"
+    assert result["metadata"]["error_message"] == "Audio is silent"
+
+
+def test_execute_complete_timeout_is_airflows_sensor_timeout(account: FakeAccount) -> None:
+    from airflow.providers.common.compat.sdk import AirflowSensorTimeout
+
+    with pytest.raises(AirflowSensorTimeout, match="timeout message"):
+        sensor(analysis_id=["a1", "a2"]).execute_complete(ctx(), ev("timeout", []))
+
+
+@pytest.mark.parametrize("soft_fail", [False, True])
+def test_deferred_timeout_goes_through_airflows_conversion(account: FakeAccount, soft_fail: bool) -> None:
+    from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException
+
+    s = sensor(analysis_id=["a1", "a2"], deferrable=True, soft_fail=soft_fail)
+    event = ev("timeout", summaries(("a1", "processing", None), ("a2", "completed", None)))
+    with pytest.raises(AirflowSkipException if soft_fail else AirflowSensorTimeout) as info:
+        s.resume_execution("execute_complete", {"event": event}, ctx())
+    if not soft_fail:
+        assert not isinstance(info.value, AirflowSkipException)
+
+
+def test_airflows_own_deferral_timeout_is_a_sensor_timeout(account: FakeAccount) -> None:
+    from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException
+
+    with pytest.raises(AirflowSensorTimeout):
+        sensor(deferrable=True).resume_execution("__fail__", {"error": "Trigger timeout"}, ctx())
+    with pytest.raises(AirflowSkipException):
+        sensor(deferrable=True, soft_fail=True).resume_execution(
+            "__fail__", {"error": "Trigger timeout"}, ctx()
+        )
+
+
+def test_execute_complete_error_is_a_callcov_error(account: FakeAccount) -> None:
+    from airflow.providers.common.compat.sdk import AirflowSensorTimeout
+
+    with pytest.raises(CallCovError, match="error message") as info:
+        sensor(analysis_id=["a1"]).execute_complete(ctx(), ev("error", []))
+    assert not isinstance(info.value, AnalysisFailedError)
+    assert not isinstance(info.value, AirflowSensorTimeout)
