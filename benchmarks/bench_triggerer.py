@@ -214,18 +214,25 @@ def _patch_shared_client() -> None:
     """What-if (not the provider's code): one AsyncClient and one settings lookup per loop, for all hooks."""
     import asyncio
 
-    from callcov_provider.hooks.callcov import CallCovHook
+    from callcov_provider.hooks.callcov import CallCovHook, shared_ssl_context
 
     clients: dict[int, Any] = {}
     settings: dict[str, Any] = {}
-    original_client = CallCovHook._get_async_client
     original_settings = CallCovHook.aget_settings
 
     async def shared_client(self: CallCovHook) -> Any:
+        import httpx
+
         key = id(asyncio.get_running_loop())
         if key not in clients:
-            clients[key] = await original_client(self)
-        self._async_client = None  # the hook must not close the shared client
+            settings = await self.aget_settings()
+            clients[key] = httpx.AsyncClient(
+                verify=shared_ssl_context(),
+                timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
+                # One pool for every trigger of the loop: no cap on connections, a few kept alive.
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=200),
+                follow_redirects=False,
+            )
         return clients[key]
 
     async def shared_settings(self: CallCovHook) -> Any:
@@ -234,7 +241,11 @@ def _patch_shared_client() -> None:
         self._settings = settings[self.callcov_conn_id]
         return self._settings
 
+    async def keep_open(self: CallCovHook) -> None:
+        return None  # the hook must not close the shared client
+
     CallCovHook._get_async_client = shared_client  # type: ignore[method-assign]
+    CallCovHook.aclose = keep_open  # type: ignore[method-assign]
     CallCovHook.aget_settings = shared_settings  # type: ignore[method-assign]
 
 

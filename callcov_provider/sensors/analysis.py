@@ -131,13 +131,24 @@ class AnalysisCompletedSensor(BaseSensorOperator):
     # -- poke / reschedule -------------------------------------------------------------------------------
 
     def poke(self, context: Context) -> Any:
-        """One full sweep over the batch; done when every analysis has finished."""
+        """
+        One poll cycle over the batch; done when every analysis has finished.
+
+        In ``poke`` mode the sensor keeps what it learnt between pokes and spends at most the trigger's
+        per-cycle request budget on each; in ``reschedule`` mode nothing survives between pokes, so each
+        poke makes a whole sweep.
+        """
         from airflow.providers.common.compat.sdk import PokeReturnValue
 
         from callcov_provider.tracking import BatchTracker, poll_cycle
+        from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
 
-        tracker = BatchTracker(self._ids())
-        poll_cycle(self.hook, tracker)
+        tracker: BatchTracker | None = None if self.reschedule else getattr(self, "_tracker", None)
+        if tracker is None:
+            tracker = BatchTracker(self._ids())
+            self._tracker = tracker
+        budget = None if self.reschedule else AnalysisCompletedTrigger.max_requests_per_cycle
+        poll_cycle(self.hook, tracker, budget)
         self.log.info("CallCov: %d of %d analyses finished", len(tracker.finished), len(tracker.order))
         if not tracker.done:
             return False
@@ -172,7 +183,21 @@ class AnalysisCompletedSensor(BaseSensorOperator):
         """Turn the trigger's event into the result, a failure, or Airflow's sensor timeout."""
         status = event.get("status")
         if status in ("success", "failed"):
-            return self._result(list(event.get("results") or []), dict(event.get("failures") or {}))
+            failures = dict(event.get("failures") or {})
+            results = event.get("results")
+            if results is None:
+                # A large batch's event carries only its failures; every other id completed.
+                results = [
+                    {
+                        "id": aid,
+                        "status": "failed" if aid in failures else "completed",
+                        "agent_id": None,
+                        "contact_id": None,
+                        "error_message": failures.get(aid),
+                    }
+                    for aid in self._ids()
+                ]
+            return self._result(list(results), failures)
         if status == "timeout":
             raise AirflowSensorTimeout(f"Sensor has timed out: {event.get('message')}")
         raise CallCovError(f"waiting for CallCov analyses failed: {event.get('message')}")

@@ -22,24 +22,27 @@ from callcov_provider.tracking import BatchTracker, poll_cycle_async
 #: Errors that do not end a wait: the next cycle tries again.
 TRANSIENT_ERRORS = (APIConnectionError, ServerError, RateLimitedError, UnexpectedResponseError)
 
-#: Above this many ids, events carry id, status and error only (no agent/contact), to stay small.
+#: Above this many ids an event carries no per-id summaries, only the failures: the completion method
+#: rebuilds the statuses from the ids it already has, so the event stays small in the metadata database.
 FULL_SUMMARY_LIMIT = 1000
 
 
 def build_event(status: str, tracker: BatchTracker, message: str) -> TriggerEvent:
-    """The one event a trigger yields, with everything the completion method needs."""
-    summaries = tracker.summaries()
-    if len(summaries) > FULL_SUMMARY_LIMIT:
-        summaries = [{k: s[k] for k in ("id", "status", "error_message")} for s in summaries]
-    return TriggerEvent(  # type: ignore[no-untyped-call]
-        {
-            "status": status,
-            "message": message,
-            "results": summaries,
-            "failures": tracker.failures(),
-            "pending_count": len(tracker.pending),
-        }
-    )
+    """
+    The one event a trigger yields, with everything the completion method needs.
+
+    ``results`` (one compact summary per id, in input order) is left out above
+    :data:`FULL_SUMMARY_LIMIT` ids; ``failures`` (id to reason) is always there.
+    """
+    payload: dict[str, Any] = {
+        "status": status,
+        "message": message,
+        "failures": tracker.failures(),
+        "pending_count": len(tracker.pending),
+    }
+    if len(tracker.order) <= FULL_SUMMARY_LIMIT:
+        payload["results"] = tracker.summaries()
+    return TriggerEvent(payload)  # type: ignore[no-untyped-call]
 
 
 class AnalysisCompletedTrigger(BaseTrigger):

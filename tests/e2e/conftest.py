@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
@@ -84,6 +86,8 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     api_port = free_port()
     airflow: ProcessGroup | None = None
     running: Stack | None = None
+    # A SIGTERM to pytest ends the test like Ctrl-C does, so the teardown below still runs.
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
     left: list[str] = []
     # Analyses stay "processing" until the test completes them through the emulator's control API, so
     # the sensor always finds work left and defers (no race with how fast the batch was submitted).
@@ -122,10 +126,15 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
             yield running
         finally:
             stopping = time.monotonic()
+            if running is not None:
+                running.api.session.close()  # no keep-alive connection holds up the api-server
             if airflow is not None:
                 left = airflow.stop()
+                if airflow.killed:
+                    print(f"\ncallcov e2e: SIGKILLed after the grace period: {airflow.killed}")
             if running is not None:
                 running.timings["teardown"] = time.monotonic() - stopping
+            signal.signal(signal.SIGTERM, previous_handler)
     emulator_left = _group_alive(emulator.pid)
     if request.session.testsfailed > failures_before or left or emulator_left:
         print(f"\ncallcov e2e: kept {work} for inspection")
@@ -135,6 +144,10 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     print(f"\ncallcov e2e: {time.monotonic() - started:.0f}s in all; {timings}")
     assert not left, f"processes of airflow standalone still running after teardown: {left}"
     assert not emulator_left, f"the emulator's process group {emulator.pid} is still alive"
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _group_alive(pgid: int | None) -> bool:

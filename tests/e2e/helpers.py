@@ -110,6 +110,8 @@ class ProcessGroup:
         )
         self.pgid = self.process.pid  # start_new_session: the leader's pid is the group id
         self._seen: dict[int, float] = {}  # pid -> create_time of every descendant observed
+        #: The processes still alive when the grace period ended (killed with SIGKILL).
+        self.killed: list[str] = []
 
     def remember_descendants(self) -> None:
         """Note the current descendants so ``stop()`` can end any of them that left the group."""
@@ -132,6 +134,13 @@ class ProcessGroup:
                     found[pid] = proc
         return list(found.values())
 
+    @staticmethod
+    def _describe(proc: psutil.Process) -> str:
+        try:
+            return f"{proc.pid} {' '.join(proc.cmdline())[:160]}"
+        except psutil.Error:
+            return str(proc.pid)
+
     def _signal_all(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pgid, signum)
@@ -149,6 +158,7 @@ class ProcessGroup:
                 while time.monotonic() < deadline and (self.process.poll() is None or self.members()):
                     time.sleep(0.25)
                 if self.process.poll() is None or self.members():
+                    self.killed = [self._describe(proc) for proc in self.members()]
                     self._signal_all(signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=10)
@@ -156,11 +166,7 @@ class ProcessGroup:
             deadline = time.monotonic() + 10
             while self.members() and time.monotonic() < deadline:
                 time.sleep(0.25)
-            left = []
-            for proc in self.members():
-                with contextlib.suppress(psutil.Error):
-                    left.append(f"{proc.pid} {' '.join(proc.cmdline())[:200]}")
-            return left
+            return [self._describe(proc) for proc in self.members()]
         finally:
             self._log.close()
 

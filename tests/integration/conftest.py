@@ -58,8 +58,9 @@ def _xcom_rows_and_decoder() -> tuple[Any, Any]:
     """
     The XCom table's model and how to read a row's value, which differ by Airflow version.
 
-    Airflow 3 keeps XComs in ``XComModel`` as JSON; Airflow 2.11 keeps them in ``XCom`` (``BaseXCom``) as
-    serialised bytes that ``XCom.deserialize_value(row)`` turns back into the value.
+    Airflow 3 keeps XComs in ``XComModel`` as JSON (text or decoded, by version); Airflow 2.11 keeps them
+    in ``XCom`` (``BaseXCom``) as serialised bytes, which the model's load hook (``init_on_load``, through
+    ``BaseXCom.orm_deserialize_value``) has already turned back into the value.
     """
     from callcov_provider.version_compat import AIRFLOW_V_3_0_PLUS
 
@@ -69,7 +70,7 @@ def _xcom_rows_and_decoder() -> tuple[Any, Any]:
         return XComModel, lambda row: _decode(row.value)
     from airflow.models.xcom import XCom
 
-    return XCom, XCom.deserialize_value
+    return XCom, lambda row: row.value
 
 
 class RunResult:

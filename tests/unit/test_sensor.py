@@ -431,6 +431,24 @@ def test_execute_complete_failed_is_returned_when_not_failing_on_it(account: Fak
     assert result["metadata"]["error_message"] == "Audio is silent"
 
 
+def test_execute_complete_rebuilds_a_large_batchs_statuses_from_its_failures(account: FakeAccount) -> None:
+    ids = [f"a{i}" for i in range(1500)]
+    s = sensor(analysis_id=ids, fail_on_failed=False)
+    event = {"status": "failed", "message": "1 of 1500 failed", "failures": {"a7": "Audio is silent"}}
+    result = s.execute_complete(ctx(), event)
+    assert [r["id"] for r in result] == ids
+    assert result[7] == {
+        "id": "a7",
+        "status": "failed",
+        "agent_id": None,
+        "contact_id": None,
+        "error_message": "Audio is silent",
+    }
+    assert {r["status"] for r in result[:7] + result[8:]} == {"completed"}
+    with pytest.raises(AnalysisFailedError, match="a7: Audio is silent"):
+        sensor(analysis_id=ids).execute_complete(ctx(), event)
+
+
 def test_execute_complete_timeout_is_airflows_sensor_timeout(account: FakeAccount) -> None:
     from airflow.providers.common.compat.sdk import AirflowSensorTimeout
 

@@ -208,11 +208,19 @@ def test_event_keeps_agent_and_contact_up_to_the_limit() -> None:
     assert payload["pending_count"] == 0
 
 
-def test_event_above_the_limit_drops_agent_and_contact() -> None:
-    payload = build_event("success", tracker_with(FULL_SUMMARY_LIMIT + 1), "done").payload
-    assert len(payload["results"]) == FULL_SUMMARY_LIMIT + 1
-    assert all(set(r) == {"id", "status", "error_message"} for r in payload["results"])
-    assert len(json.dumps(payload)) < 100 * (FULL_SUMMARY_LIMIT + 1)
+def test_event_above_the_limit_carries_only_the_failures() -> None:
+    tracker = tracker_with(10 * FULL_SUMMARY_LIMIT)
+    failed = Analysis.model_validate(
+        {"id": "anl_bad", "status": "failed", "metadata": {"error_message": "Audio is silent"}}
+    )
+    tracker.order.append("anl_bad")
+    tracker.pending.add("anl_bad")
+    tracker.observe(failed)
+    payload = build_event("failed", tracker, "done").payload
+    assert "results" not in payload
+    assert payload["failures"] == {"anl_bad": "Audio is silent"}
+    # Ten thousand ids, and the event is still a few hundred bytes.
+    assert len(json.dumps(payload)) < 500
 
 
 # -- run(): exactly one event -------------------------------------------------------------------------------
