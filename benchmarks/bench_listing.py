@@ -30,12 +30,13 @@ def _last(emu: object) -> int:
 
 
 def run(quick: bool, repeats: int) -> RowResult:
+    from doc_samples import get_all_analyses
+
     from callcov_provider.hooks.callcov import CallCovHook
     from callcov_provider.operators.list_analyses import ListAnalysesOperator
     from callcov_provider.testing.server import run_emulator
-    from doc_samples import get_all_analyses
 
-    total = 2000 if quick else 10_000
+    total = 1000 if quick else 10_000
     counts: dict[str, list[float]] = {k: [] for k in ("ours", "base", "ours_s", "base_s")}
     windows: dict[str, dict[str, list[float]]] = {}
     with run_emulator(in_subprocess=True, request_log_limit=100_000) as emu:
@@ -124,12 +125,13 @@ def run(quick: bool, repeats: int) -> RowResult:
             )
         )
         details.append(
-            f"| {name} | {fmt(statistics.median(window['rows']))} | {fmt(statistics.median(window['ours']))} | "
-            f"{needed} | {fmt(statistics.median(window['base']))} |"
+            f"| {name} | {fmt(statistics.median(window['rows']))} | "
+            f"{fmt(statistics.median(window['ours']))} | {needed} | "
+            f"{fmt(statistics.median(window['base']))} |"
         )
     details += [
         "",
-        "Pages needed = the 1000-analysis pages holding the window and everything newer than it (the API lists "
-        "newest first and has no time filter, so a window in the past costs the pages in front of it).",
+        "Pages needed = the 1000-analysis pages holding the window and everything newer than it (the API "
+        "lists newest first and has no time filter, so a window in the past costs the pages in front of it).",
     ]
     return RowResult("4", "reading 10,000 analyses, and one day's window", figures, details)

@@ -53,7 +53,6 @@ async def _run_trigger(ids: list[str], poll: float) -> tuple[str, list[int]]:
 
 async def _run_baseline(emu: EmulatorHandle, ids: list[str], poll: float) -> int:
     import httpx
-
     from doc_samples import wait_for_analysis_async
 
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
@@ -65,7 +64,7 @@ async def _run_baseline(emu: EmulatorHandle, ids: list[str], poll: float) -> int
 
 
 def run(quick: bool, repeats: int) -> RowResult:
-    sizes = [10, 50] if quick else [10, 100, 500, 2000]
+    sizes = [5, 20] if quick else [10, 100, 500, 2000]
     poll = 0.25 if quick else 1.0
     processing = "0.3-1.2" if quick else "1-8"
     ours: dict[int, list[float]] = {n: [] for n in sizes}

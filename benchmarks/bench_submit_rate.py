@@ -65,11 +65,11 @@ def run(quick: bool, repeats: int) -> RowResult:
     from callcov_provider.testing.audio import write_wav
     from callcov_provider.testing.server import run_emulator
 
-    count = 40 if quick else 200
+    count = 16 if quick else 200
     scenarios = {
         "limit only": {},
         "limit + 429 burst + 5% lost answers": {
-            "burst_429": 20 if quick else 40,
+            "burst_429": 4 if quick else 40,
             "retry_after": 1,
             "lose_rate": 0.05,
             "lose_mode": "503",
@@ -109,7 +109,8 @@ def run(quick: bool, repeats: int) -> RowResult:
         f"{count} WAV files of 0.1 s, {WORKERS} workers, emulator limits {LIMIT} requests and {LIMIT} "
         f"submissions a minute (fixed one-minute windows); {count}/limit = {fmt(ideal)} s.",
         "",
-        "| scenario | who | failures | duplicates | analyses the caller never learnt of | 429 answers | seconds |",
+        "| scenario | who | failures | duplicates | analyses the caller never learnt of | 429 answers "
+        "| seconds |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, by_label in data.items():
@@ -155,8 +156,8 @@ def run(quick: bool, repeats: int) -> RowResult:
             )
     details += [
         "",
-        f"With fixed one-minute windows, {count} submissions never reach a limit of {LIMIT}/min, so the first "
-        "scenario has no 429 at all and measures the plain submit path; the second forces the 429s "
+        f"With fixed one-minute windows, {count} submissions never reach a limit of {LIMIT}/min, so the "
+        "first scenario has no 429 at all and measures the plain submit path; the second forces the 429s "
         "(Retry-After: 1) and lost answers that a limit and a flaky network produce.",
     ]
     return RowResult("6", "200 submissions from 8 workers under a 1200/min limit", figures, details)

@@ -106,7 +106,6 @@ def _child(label: str, path: str, base_url: str, api_key: str) -> dict[str, Any]
     import time
 
     import requests
-
     from common import read_status_kb, reset_peak_rss
 
     size = os.path.getsize(path)
@@ -120,7 +119,8 @@ def _child(label: str, path: str, base_url: str, api_key: str) -> dict[str, Any]
         _ = hook.settings  # read the connection before measuring
 
         def submit() -> str:
-            return hook.submit_analysis(agent_id="AGENT_001", contact_id="CONTACT_12345", audio_file=path).status.value
+            analysis = hook.submit_analysis(agent_id="AGENT_001", contact_id="CONTACT_12345", audio_file=path)
+            return analysis.status.value
 
     else:
         from doc_samples import upload_file

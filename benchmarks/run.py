@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BENCH_DIR, RowResult, machine_info, setup_environment, summary, verdict  # noqa: E402
+from common import BENCH_DIR, RowResult, machine_info, setup_environment, summary, verdict
 
 ROWS = {
     "1": "bench_polling",
@@ -81,9 +81,11 @@ def write_results(path: Path, results: list[RowResult], args: argparse.Namespace
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="scale every row down (smoke run)")
-    parser.add_argument("--only", action="append", choices=sorted(ROWS), help="run only this row (repeatable)")
+    parser.add_argument("--only", action="append", choices=sorted(ROWS), help="only this row (repeatable)")
     parser.add_argument("--repeats", type=int, default=None, help="runs per figure (default 3, quick 1)")
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "RESULTS.md", help="where to write")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")

@@ -2,12 +2,15 @@
 The CallCov connection form, defined once as plain data.
 
 Airflow 3.2+ reads ``conn-fields`` and ``ui-field-behaviour`` from :func:`get_provider_info` and builds
-the form without importing the hook. Older Airflow versions call the hook's ``get_ui_field_behaviour``,
-which returns the same :data:`UI_FIELD_BEHAVIOUR`. Nothing here imports Airflow.
+the form without importing the hook. Older Airflow versions (2.11, 3.0, 3.1) call the hook's
+``get_connection_form_widgets``, which builds its wtforms fields from :data:`CONN_FIELDS` (each JSON-schema
+type mapped by :data:`WTFORMS_FIELD_CLASSES`), and ``get_ui_field_behaviour``, which returns
+:data:`UI_FIELD_BEHAVIOUR`: one definition, so the forms cannot drift. Nothing here imports Airflow.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from callcov_provider.models import DEFAULT_BASE_URL, DEFAULT_DASHBOARD_URL, LEGACY_SUBMIT_PATH, SUBMIT_PATH
@@ -71,6 +74,31 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "dashboard_url": DEFAULT_DASHBOARD_URL,
     },
 }
+
+
+#: The wtforms field class of each JSON-schema type, for ``get_connection_form_widgets`` (Airflow < 3.2).
+#: Airflow accepts only ``StringField``, ``IntegerField``, ``PasswordField`` and ``BooleanField`` there (it
+#: drops a hook with any other field class), so a number is entered as text; enums become a validator.
+WTFORMS_FIELD_CLASSES: dict[str, str] = {
+    "string": "StringField",
+    "number": "StringField",
+    "integer": "IntegerField",
+    "boolean": "BooleanField",
+}
+
+
+def schema_type(field: Mapping[str, Any]) -> str:
+    """A field's JSON-schema type, without the ``"null"`` that makes every extra optional."""
+    types = field["schema"]["type"]
+    if isinstance(types, str):
+        return types
+    (kind,) = [t for t in types if t != "null"]
+    return str(kind)
+
+
+def wtforms_field_class(name: str) -> str:
+    """The wtforms field class name of the extra ``name`` of :data:`CONN_FIELDS`."""
+    return WTFORMS_FIELD_CLASSES[schema_type(CONN_FIELDS[name])]
 
 
 def ui_field_behaviour_for_provider_info() -> dict[str, Any]:

@@ -21,7 +21,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 #: How much of a body that is not JSON (an HTML page from a proxy, say) an error keeps.
 BODY_SNIPPET_CHARS = 200
@@ -48,23 +48,31 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+#: Shorter query values (``expires=3600``, ``v=1``) are not treated as secrets on their own: redacting
+#: them would garble any message that contains the same digits.
+MIN_QUERY_SECRET_CHARS = 8
+
+
 def url_secrets(url: str) -> tuple[str, ...]:
     """
-    The parts of ``url`` that may carry a credential: its query string, fragment and user info.
+    The parts of ``url`` that may carry a credential: its query string, fragment and user info, and each
+    query value of at least :data:`MIN_QUERY_SECRET_CHARS` characters (a server may echo a signature
+    alone, without its ``sig=``).
 
     :param url: Any URL, such as a signed ``audio_url``.
     :return: The non-empty secret parts, for :func:`redact`.
     """
     try:
         parts = urlsplit(url)
+        values = [value for _, value in parse_qsl(parts.query) if len(value) >= MIN_QUERY_SECRET_CHARS]
     except ValueError:
         return (url,) if url else ()
-    candidates = (parts.query, parts.fragment, parts.password, parts.username)
-    return tuple(part for part in candidates if part)
+    candidates = (parts.query, parts.fragment, parts.password, parts.username, *values)
+    return tuple(dict.fromkeys(part for part in candidates if part))
 
 
 #: A URL's query string in free text: where a signed URL (such as an analysis' ``audio.url``) keeps its token.
-_URL_QUERY = re.compile(r"""(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#"'<>]*)\?[^\s#"'<>]*""")
+_URL_QUERY = re.compile(r"""(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#"'<>]*)\?[^\s#"'<>]+""")
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

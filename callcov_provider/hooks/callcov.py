@@ -107,6 +107,55 @@ class CallCovHook(BaseHook):
 
         return dict(UI_FIELD_BEHAVIOUR)
 
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """
+        The connection form's extra fields as wtforms fields (Airflow < 3.2).
+
+        Built from :data:`callcov_provider.connection_form.CONN_FIELDS`, the definition Airflow 3.2+ reads
+        declaratively from the provider info (and then never calls this), so every version shows the same
+        fields, labels, descriptions, defaults and choices. Airflow 2.11 renders them with Flask-AppBuilder;
+        Airflow 3.0 and 3.1 convert them for their React UI, patching stand-ins over wtforms, flask_babel
+        and Flask-AppBuilder while they call this: hence the imports here, at call time. Without
+        Flask-AppBuilder or flask_babel, wtforms' own text input and the plain labels are used.
+        """
+        from wtforms import BooleanField, IntegerField, StringField
+        from wtforms.validators import Optional, any_of
+
+        from callcov_provider.connection_form import CONN_FIELDS, wtforms_field_class
+
+        try:
+            from flask_babel import lazy_gettext
+        except ImportError:
+            lazy_gettext = str
+        try:
+            from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        except ImportError:
+            text_widget = None
+        else:
+            text_widget = BS3TextFieldWidget()
+
+        field_classes = {
+            "StringField": StringField,
+            "IntegerField": IntegerField,
+            "BooleanField": BooleanField,
+        }
+        widgets: dict[str, Any] = {}
+        for name, spec in CONN_FIELDS.items():
+            schema = spec["schema"]
+            class_name = wtforms_field_class(name)
+            validators = [Optional()]
+            if "enum" in schema:
+                validators.append(any_of(list(schema["enum"])))
+            kwargs: dict[str, Any] = {"validators": validators, "description": spec.get("description", "")}
+            default = schema.get("default")
+            if default is not None:
+                kwargs["default"] = str(default) if class_name == "StringField" else default
+            if class_name != "BooleanField" and text_widget is not None:
+                kwargs["widget"] = text_widget
+            widgets[name] = field_classes[class_name](lazy_gettext(spec["label"]), **kwargs)
+        return widgets
+
     # -- connection ----------------------------------------------------------------------------------------
 
     def _apply_override(self, settings: ClientSettings) -> ClientSettings:

@@ -136,12 +136,27 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+def _quota_left(headers: Mapping[str, str]) -> bool:
+    """Whether ``X-RateLimit-Remaining`` says requests are left in the current window."""
+    remaining = _header(headers, "X-RateLimit-Remaining")
+    if remaining is None:
+        return False
+    try:
+        return float(remaining.strip()) > 0
+    except ValueError:
+        return False
+
+
 def server_requested_wait(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """
     The wait the server asked for, in seconds: ``Retry-After`` first, then ``X-RateLimit-Reset``.
 
     ``Retry-After`` may be delta-seconds or an HTTP date; ``X-RateLimit-Reset`` is an epoch time
     (page 001 shows ``1642248060``). Values in the past count as no wait.
+
+    The API sends ``X-RateLimit-*`` on every answer, so the reset time is a requested wait only when the
+    quota is spent: with ``X-RateLimit-Remaining`` above 0 (a 5xx while quota is left) it is ignored, or
+    every server error would wait for the rate-limit window to end (up to a minute).
     """
     current = time.time() if now is None else now
     retry_after = _header(headers, "Retry-After")
@@ -160,7 +175,7 @@ def server_requested_wait(headers: Mapping[str, str], *, now: float | None = Non
                     moment = moment.replace(tzinfo=timezone.utc)
                 return max(0.0, moment.timestamp() - current)
     reset = _header(headers, "X-RateLimit-Reset")
-    if reset:
+    if reset and not _quota_left(headers):
         try:
             reset_value = float(reset.strip())
         except ValueError:

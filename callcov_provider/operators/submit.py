@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -16,11 +16,13 @@ from callcov_provider.exceptions import (
     CallCovError,
     DeadlineExceededError,
     InvalidRequestError,
+    url_secrets,
 )
 from callcov_provider.links import ANALYSIS_URL_XCOM_KEY, CallCovAnalysisLink, dashboard_url
 from callcov_provider.models import Analysis, AnalysisStatus
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.providers.common.compat.sdk import Context
 
     from callcov_provider.hooks.callcov import CallCovHook
@@ -66,6 +68,19 @@ def as_seconds(value: Any, field: str) -> float:
     if not seconds > 0 or seconds == float("inf"):
         raise InvalidRequestError(f"{field} must be a positive number of seconds, got {value!r}", field=field)
     return seconds
+
+
+def mask_url_secrets(url: Any) -> None:
+    """
+    Register the credential parts of ``url`` (see :func:`~callcov_provider.exceptions.url_secrets`) with
+    Airflow's secrets masker, so that rendered fields and logs show ``***`` in their place.
+    """
+    if not isinstance(url, str) or not url:
+        return
+    from airflow.providers.common.compat.sdk import mask_secret
+
+    for part in url_secrets(url):
+        mask_secret(part)
 
 
 def successor_key(key: str, failed_analysis_id: str) -> str:
@@ -173,6 +188,27 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
         from callcov_provider.hooks.callcov import CallCovHook
 
         return CallCovHook(self.callcov_conn_id)
+
+    def _do_render_template_fields(
+        self,
+        parent: Any,
+        template_fields: Iterable[str],
+        context: Context,
+        jinja_env: jinja2.Environment,
+        seen_oids: set[int],
+    ) -> None:
+        """
+        Render the templated fields, then mask the credentials of a signed ``audio_url`` / ``webhook_url``.
+
+        Airflow stores the rendered fields (and shows them in the UI) right after rendering, and the task
+        log shows what the task prints: masking the URL's query string, fragment and user info here, with
+        the secrets masker, keeps a signed URL's token out of the metadata database and the logs. Both the
+        plain and the mapped (``partial``/``expand``) paths render through this method.
+        """
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        if parent is self:
+            mask_url_secrets(self.audio_url)
+            mask_url_secrets(self.webhook_url)
 
     # -- submitting --------------------------------------------------------------------------------------
 

@@ -133,7 +133,7 @@ class EmulatorState:
         self._log_seq = 0
         self.request_log: deque[RequestLogEntry] = deque(maxlen=config.request_log_limit)
         self.webhook_log: deque[dict[str, Any]] = deque(maxlen=config.request_log_limit)
-        self.webhook_sink: list[dict[str, Any]] = []
+        self.webhook_sink: deque[dict[str, Any]] = deque(maxlen=config.request_log_limit)
         self.sink_failures: dict[str, int] = {}
         #: Set by the webhook sender while it runs: wakes it from any thread.
         self.webhook_notifier: Callable[[], object] | None = None

@@ -81,6 +81,8 @@ class RunResult:
         from airflow.utils.session import create_session
 
         xcom_model, read_value = _xcom_rows_and_decoder()
+        self.dag_id: str = dag_run.dag_id
+        self.run_id: str = dag_run.run_id
         self.state = str(dag_run.state)
         self.states: dict[tuple[str, int], str] = {}
         self.next_methods: dict[tuple[str, int], Any] = {}

@@ -79,3 +79,105 @@ def read_scorecards(path: Path) -> dict[str, dict[str, Any]]:
     """``scorecards.csv`` by ``agent_id`` (the totals row is ``TOTAL``)."""
     with path.open(newline="", encoding="utf-8") as handle:
         return {row["agent_id"]: row for row in csv.DictReader(handle)}
+
+
+def free_port() -> int:
+    """A loopback port that is free now (for a server that must keep its port across restarts)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmulatorProcess:
+    """
+    ``callcov-emulator`` as a subprocess in its own process group, on a fixed port, restartable.
+
+    Keys travel in ``CALLCOV_EMULATOR_API_KEYS`` (never on the command line); its output goes to
+    ``log_path``. :meth:`stop` ends the process group it started, by id.
+    """
+
+    def __init__(self, port: int, log_path: Path, api_key: str, *args: str) -> None:
+        self.port = port
+        self.log_path = log_path
+        self.api_key = api_key
+        self.args = args
+        self.process: Any = None
+        self.starts = 0
+
+    @property
+    def root_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.root_url}/api/v1"
+
+    def connection_json(self, **extra: Any) -> str:
+        import json
+
+        return json.dumps(
+            {"conn_type": "callcov", "host": self.base_url, "password": self.api_key, "extra": extra}
+        )
+
+    def start(self, timeout: float = 30.0) -> None:
+        import os
+        import subprocess
+        import sys
+
+        from callcov_provider.testing.server import READY_PREFIX
+
+        command = [
+            str(Path(sys.executable).with_name("callcov-emulator")),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            *self.args,
+        ]
+        env = {**os.environ, "CALLCOV_EMULATOR_API_KEYS": self.api_key}
+        env.pop("CALLCOV_EMULATOR_CONFIG", None)
+        log = self.log_path.open("ab")
+        offset = log.tell()
+        self.process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        self.starts += 1
+        process = self.process
+
+        def ready() -> bool:
+            with self.log_path.open("rb") as handle:
+                handle.seek(offset)
+                return process.poll() is not None or READY_PREFIX.encode() in handle.read()
+
+        wait_for(ready, timeout=timeout, interval=0.05, what="the emulator to start")
+        if process.poll() is not None:
+            raise RuntimeError(f"the emulator exited: {self.log_path.read_text(errors='replace')[-2000:]}")
+
+    def stop(self) -> None:
+        import os
+        import signal
+        import subprocess
+
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        except ProcessLookupError:
+            pass
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()

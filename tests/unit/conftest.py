@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -167,13 +170,85 @@ def hook(make_hook: Callable[..., CallCovHook]) -> CallCovHook:
     return make_hook()
 
 
+class _EventHandler(logging.Handler):
+    """Turns standard-library log records into structlog-style event dicts."""
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.events = events
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.events.append(
+            {"event": record.getMessage(), "log_level": record.levelname.lower(), "logger": record.name}
+        )
+
+
+@contextmanager
+def capture_log_events() -> Iterator[list[dict[str, Any]]]:
+    """
+    What hooks, operators and sensors log through ``self.log``, as dicts with ``event`` (the rendered
+    message) and ``log_level``, on every Airflow version.
+
+    The loggers differ by version: on Airflow 3.1+ ``self.log`` is a structlog logger of the task SDK,
+    which ``caplog`` does not see and ``structlog.testing.capture_logs`` does; on Airflow 2.11 and 3.0 it
+    is a standard-library logger (``LoggingMixin``). Both are captured into one list.
+    """
+    events: list[dict[str, Any]] = []
+    handler = _EventHandler(events)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        try:
+            from structlog.testing import capture_logs
+        except ImportError:  # Airflow 2.11 does not install structlog
+            yield events
+            return
+        with capture_logs() as structlog_events:
+            try:
+                yield events
+            finally:
+                events.extend(structlog_events)
+    finally:
+        root.removeHandler(handler)
+
+
 @pytest.fixture
 def hook_logs() -> Iterator[list[dict[str, Any]]]:
-    """
-    The events the hook logs through Airflow's structlog logger (``hook.log``), which ``caplog`` does not
-    see: each is a dict with ``event`` (the rendered message) and ``log_level``.
-    """
-    from structlog.testing import capture_logs
-
-    with capture_logs() as events:
+    """The events the hook logs (``hook.log``), on every Airflow version: see :func:`capture_log_events`."""
+    with capture_log_events() as events:
         yield events
+
+
+def native_async_connection_lookup() -> bool:
+    """
+    Whether ``airflow.providers.common.compat.connection.get_async_connection`` uses Airflow's own
+    non-blocking lookup: ``BaseHook.aget_connection`` with asynchronous secret masking (Airflow 3.3.2+).
+
+    Below that (Airflow 2.11, 3.0: no ``aget_connection``; 3.1 to 3.3.1: it masks secrets synchronously
+    and can deadlock) the helper runs the blocking ``get_connection`` in a worker thread instead.
+    """
+    from airflow.providers.common.compat.sdk import BaseHook, Connection
+
+    return hasattr(BaseHook, "aget_connection") and hasattr(Connection, "aextra_dejson")
+
+
+def guard_connection_lookup(hook: CallCovHook, message: str) -> None:
+    """
+    Fail if ``hook`` blocks the event loop to fetch its connection, as each Airflow version allows.
+
+    Where Airflow has a native async lookup, the blocking ``get_connection`` must not be called at all;
+    below that it may be called only off the event loop's thread (the compat helper's worker thread).
+    Call this on the thread that runs the event loop.
+    """
+    original = hook.get_connection
+    loop_thread = threading.get_ident()
+    native = native_async_connection_lookup()
+
+    def lookup(conn_id: str) -> Any:
+        if native:
+            raise AssertionError(message)
+        if threading.get_ident() == loop_thread:
+            raise AssertionError(f"{message} (a blocking lookup on the event loop's thread)")
+        return original(conn_id)
+
+    hook.get_connection = lookup  # type: ignore[method-assign]

@@ -22,7 +22,16 @@ from callcov_provider.exceptions import (
 from callcov_provider.hooks.callcov import CallCovHook
 from callcov_provider.models import AnalysisStatus
 from callcov_provider.version import __version__
-from tests.unit.conftest import ANALYSIS_001, API, COMPLETED_002, KEY, SleepRecorder, analysis, page
+from tests.unit.conftest import (
+    ANALYSIS_001,
+    API,
+    COMPLETED_002,
+    KEY,
+    SleepRecorder,
+    analysis,
+    guard_connection_lookup,
+    page,
+)
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -54,11 +63,8 @@ def ok(body: Any, status: int = 200, **headers: str) -> httpx.Response:
 @pytest.fixture
 def ahook(make_hook: Callable[..., CallCovHook], monkeypatch: pytest.MonkeyPatch) -> CallCovHook:
     hook = make_hook()
-
-    def no_sync_lookup(conn_id: str) -> Any:
-        raise AssertionError("the async path must not use the blocking connection lookup")
-
-    monkeypatch.setattr(hook, "get_connection", no_sync_lookup)
+    # Airflow 3.3.2+: never the blocking lookup; older versions: only in the compat helper's worker thread.
+    guard_connection_lookup(hook, "the async path must not use the blocking connection lookup")
     return hook
 
 

@@ -211,13 +211,12 @@ def test_fields_keep_only_the_paths_asked_for(account: FakeAccount) -> None:
 def test_large_results_suggest_fields_or_output_uri(
     account: FakeAccount, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from structlog.testing import capture_logs
-
     import callcov_provider.operators.list_analyses as module
+    from tests.unit.conftest import capture_log_events
 
     fill(account, 20)
     monkeypatch.setattr(module, "LARGE_XCOM_BYTES", 1000)
-    with capture_logs() as logs:
+    with capture_log_events() as logs:
         op(limit=20).execute({})
         small = op(limit=1, fields=["id"])
         small.execute({})

@@ -6,9 +6,13 @@ import warnings
 
 import pytest
 
-from callcov_provider.connection_form import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+from callcov_provider.connection_form import CONN_FIELDS, UI_FIELD_BEHAVIOUR, schema_type
 from callcov_provider.get_provider_info import get_provider_info
+from callcov_provider.hooks.callcov import CallCovHook
 from callcov_provider.version import __version__
+from callcov_provider.version_compat import AIRFLOW_V_3_2_PLUS
+
+HOOK_CLASS = "callcov_provider.hooks.callcov.CallCovHook"
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +49,26 @@ def test_connection_form_widgets_carry_every_callcov_field(manager) -> None:  # 
     names = {key.removeprefix("extra__callcov__") for key in widgets if key.startswith("extra__callcov__")}
     assert names == set(CONN_FIELDS) >= {"auth_type", "connect_timeout", "read_timeout", "submit_path"}
     auth = widgets["extra__callcov__auth_type"]
-    assert auth.hook_class_name == "callcov_provider.hooks.callcov.CallCovHook"
     assert auth.package_name == "airflow-provider-callcov"
-    assert auth.field["schema"]["enum"] == ["api_key", "bearer"]
-    assert auth.field["value"] == "api_key"
-    assert widgets["extra__callcov__retry_ambiguous_posts"].field["schema"]["type"] == ["boolean", "null"]
     assert not any(w.is_sensitive for k, w in widgets.items() if k.startswith("extra__callcov__"))
+    retry_posts = widgets["extra__callcov__retry_ambiguous_posts"]
+    if AIRFLOW_V_3_2_PLUS:
+        # Declarative: read from the provider info's conn-fields, without importing the hook.
+        assert auth.hook_class_name == HOOK_CLASS
+        assert auth.field["schema"]["enum"] == ["api_key", "bearer"]
+        assert auth.field["value"] == "api_key"
+        assert retry_posts.field["schema"]["type"] == ["boolean", "null"]
+    else:
+        # Airflow 2.11, 3.0 and 3.1 call the hook's get_connection_form_widgets(): wtforms fields, filed
+        # under the hook's bare class name.
+        assert auth.hook_class_name == "CallCovHook"
+        assert auth.field.field_class.__name__ == "StringField"
+        assert auth.field.kwargs["default"] == "api_key"
+        assert retry_posts.field.field_class.__name__ == "BooleanField"
 
 
 def test_field_behaviours(manager) -> None:  # type: ignore[no-untyped-def]
+    # From ui-field-behaviour on Airflow 3.2+, from the hook's get_ui_field_behaviour() before: the same.
     behaviour = manager.field_behaviours["callcov"]
     assert behaviour["hidden_fields"] == ["schema", "port", "login"]
     assert behaviour["relabeling"] == {"host": "API base URL", "password": "API key or token"}
@@ -74,3 +89,66 @@ def test_provider_info_is_plain_data() -> None:
         "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
     }
     assert info["versions"] == [__version__]
+
+
+class FormData(dict[str, str]):
+    """Posted form data, as wtforms reads it."""
+
+    def getlist(self, key: str) -> list[str]:
+        return [self[key]]
+
+
+def test_hook_form_widgets_and_declarative_conn_fields_agree() -> None:
+    """
+    ``get_connection_form_widgets()`` (the form on Airflow 2.11, 3.0 and 3.1) and ``conn-fields`` (3.2+)
+    describe the same form: names and order, labels, wtforms types, descriptions, defaults and choices.
+    """
+    from wtforms import BooleanField, Form, IntegerField, StringField
+    from wtforms.validators import AnyOf, Optional
+
+    widgets = CallCovHook.get_connection_form_widgets()
+    assert list(widgets) == list(CONN_FIELDS)
+    classes = {"string": StringField, "number": StringField, "integer": IntegerField, "boolean": BooleanField}
+    for name, spec in CONN_FIELDS.items():
+        field, schema = widgets[name], spec["schema"]
+        assert field.field_class is classes[schema_type(spec)], name
+        assert str(field.args[0]) == spec["label"], name
+        assert field.kwargs["description"] == spec.get("description", ""), name
+        default = field.kwargs.get("default")
+        assert default == (str(schema["default"]) if field.field_class is StringField else schema["default"])
+        validators = field.kwargs["validators"]
+        assert isinstance(validators[0], Optional), name
+        choices = [list(v.values) for v in validators if isinstance(v, AnyOf)]
+        assert choices == ([schema["enum"]] if "enum" in schema else []), name
+
+    form_class = type("CallCovExtras", (Form,), dict(widgets))
+    refused = form_class(FormData(auth_type="digest", submit_path="/v2/"))
+    assert not refused.validate()
+    assert set(refused.errors) == {"auth_type", "submit_path"}
+    accepted = form_class(FormData(auth_type="bearer", max_retries="3", read_timeout="", retry_deadline="90"))
+    assert accepted.validate(), accepted.errors
+    assert accepted.data["max_retries"] == 3
+
+
+def test_no_deprecation_warning_for_our_hook(manager) -> None:  # type: ignore[no-untyped-def]
+    """
+    Airflow 3.2+ deprecates a hook's ``get_connection_form_widgets()`` and ``get_ui_field_behaviour()``
+    and warns when it imports a hook defining them, unless the provider info carries ``conn-fields`` or
+    ``ui-field-behaviour``: then it reads those and never calls the methods. Ours carries both, so
+    importing our hook warns on no version (Airflow 2.11 to 3.1 call the methods and never warn).
+    """
+    from airflow.exceptions import AirflowProviderDeprecationWarning
+
+    assert "get_connection_form_widgets" in CallCovHook.__dict__  # what 3.2+ would warn about
+    provider = manager.providers["airflow-provider-callcov"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        info = manager._import_hook(connection_type="callcov", provider_info=provider)
+    assert info is not None
+    assert info.hook_class_name == HOOK_CLASS
+    ours = [
+        w
+        for w in caught
+        if issubclass(w.category, AirflowProviderDeprecationWarning) and "CallCovHook" in str(w.message)
+    ]
+    assert ours == [], [str(w.message) for w in ours]

@@ -16,6 +16,7 @@ import requests_mock as rm
 from callcov_provider.exceptions import AnalysisFailedError, CallCovError, InvalidRequestError
 from callcov_provider.sensors.analysis import AnalysisCompletedSensor
 from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
+from callcov_provider.version_compat import AIRFLOW_V_3_0_PLUS, get_base_airflow_version_tuple
 from tests.unit.conftest import API
 
 
@@ -92,6 +93,8 @@ class FakeTI:
     def __init__(self, first_reschedule: datetime | None = None) -> None:
         self.first_reschedule = first_reschedule
         self.xcoms: dict[str, Any] = {}
+        # What Airflow 2.11's reschedule mode reads to find the first try's start in the database.
+        self.dag_id, self.task_id, self.run_id, self.map_index, self.max_tries = "d", "wait", "r", -1, 0
 
     def get_first_reschedule_date(self, context: Any) -> datetime | None:
         return self.first_reschedule
@@ -102,6 +105,21 @@ class FakeTI:
 
 def ctx(ti: FakeTI | None = None) -> Any:
     return {"ti": ti or FakeTI()}
+
+
+def reschedule_ctx(monkeypatch: pytest.MonkeyPatch, first_reschedule: datetime) -> Any:
+    """
+    A context whose task was first scheduled at ``first_reschedule``, for reschedule mode.
+
+    Airflow 3 asks the task instance (``ti.get_first_reschedule_date``); Airflow 2.11 queries the
+    metadata database for the first try's start date (``airflow.sensors.base._orig_start_date``), which
+    is stood in for here.
+    """
+    if not AIRFLOW_V_3_0_PLUS:
+        import airflow.sensors.base as base_sensor
+
+        monkeypatch.setattr(base_sensor, "_orig_start_date", lambda **_: first_reschedule)
+    return ctx(FakeTI(first_reschedule=first_reschedule))
 
 
 def sensor(**kwargs: Any) -> AnalysisCompletedSensor:
@@ -188,11 +206,11 @@ def test_one_id_returns_the_full_analysis(account: FakeAccount) -> None:
 
 
 def test_none_entries_are_skipped_with_a_warning(account: FakeAccount) -> None:
-    from structlog.testing import capture_logs
+    from tests.unit.conftest import capture_log_events
 
     account.add("a1", status="completed")
     account.add("a3", status="completed")
-    with capture_logs() as logs:
+    with capture_log_events() as logs:
         result = sensor(analysis_id=LazyIds(["a1", None, "a3", ""])).execute(ctx())
     assert [r["id"] for r in result] == ["a1", "a3"]
     warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
@@ -270,7 +288,11 @@ class FakeClock:
 
 @pytest.fixture
 def sensor_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    import airflow.sdk.bases.sensor as base_sensor
+    # Airflow's BaseSensorOperator lives in the task SDK on Airflow 3, in airflow.sensors.base on 2.11.
+    if AIRFLOW_V_3_0_PLUS:
+        import airflow.sdk.bases.sensor as base_sensor
+    else:
+        import airflow.sensors.base as base_sensor
 
     clock = FakeClock()
     monkeypatch.setattr(base_sensor, "time", clock)
@@ -315,24 +337,29 @@ def test_poke_mode_times_out_through_airflow(
 
 
 @pytest.mark.parametrize("soft_fail", [False, True])
-def test_reschedule_mode_times_out_through_airflow(account: FakeAccount, soft_fail: bool) -> None:
+def test_reschedule_mode_times_out_through_airflow(
+    account: FakeAccount, soft_fail: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException
 
     account.add("a1")
     first = datetime.now(timezone.utc) - timedelta(hours=1)
     s = sensor(analysis_id="a1", mode="reschedule", timeout=60, soft_fail=soft_fail)
     with pytest.raises(AirflowSkipException if soft_fail else AirflowSensorTimeout):
-        s.execute(ctx(FakeTI(first_reschedule=first)))
+        s.execute(reschedule_ctx(monkeypatch, first))
     assert account.gets == ["a1"]
 
 
-def test_reschedule_mode_reschedules_before_the_timeout(account: FakeAccount) -> None:
-    from airflow.sdk.exceptions import AirflowRescheduleException
+def test_reschedule_mode_reschedules_before_the_timeout(
+    account: FakeAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not in the compat layer; airflow.exceptions has it on every version (re-exported from the SDK on 3.x).
+    from airflow.exceptions import AirflowRescheduleException
 
     account.add("a1")
     s = sensor(analysis_id="a1", mode="reschedule", poke_interval=60, timeout=3600)
     with pytest.raises(AirflowRescheduleException):
-        s.execute(ctx(FakeTI(first_reschedule=datetime.now(timezone.utc) - timedelta(minutes=5))))
+        s.execute(reschedule_ctx(monkeypatch, datetime.now(timezone.utc) - timedelta(minutes=5)))
 
 
 # -- deferrable -------------------------------------------------------------------------------------------
@@ -468,15 +495,30 @@ def test_deferred_timeout_goes_through_airflows_conversion(account: FakeAccount,
         assert not isinstance(info.value, AirflowSkipException)
 
 
-def test_airflows_own_deferral_timeout_is_a_sensor_timeout(account: FakeAccount) -> None:
+def test_airflows_own_deferral_timeout_as_each_version_handles_it(account: FakeAccount) -> None:
+    """
+    Airflow's own deferral timeout, the backstop behind the trigger's deadline (which normally ends the
+    wait first, through ``execute_complete`` and the same path on every version), is turned into an
+    exception by Airflow's ``BaseSensorOperator.resume_execution``, which differs by version:
+
+    * 2.11: no ``TaskDeferralTimeout`` yet: a ``TaskDeferralError`` (an ordinary, retryable failure), or
+      a skip under ``soft_fail``;
+    * 3.0 to 3.1.7: ``AirflowSensorTimeout``, with or without ``soft_fail`` (the conversion happens outside
+      the ``soft_fail`` handler);
+    * 3.1.8 and later: ``AirflowSensorTimeout``, or a skip under ``soft_fail``.
+    """
+    from airflow.exceptions import TaskDeferralError
     from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException
 
-    with pytest.raises(AirflowSensorTimeout):
-        sensor(deferrable=True).resume_execution("__fail__", {"error": "Trigger timeout"}, ctx())
-    with pytest.raises(AirflowSkipException):
-        sensor(deferrable=True, soft_fail=True).resume_execution(
-            "__fail__", {"error": "Trigger timeout"}, ctx()
-        )
+    fail = ("__fail__", {"error": "Trigger timeout"}, ctx())
+    strict_error = AirflowSensorTimeout if AIRFLOW_V_3_0_PLUS else TaskDeferralError
+    with pytest.raises(strict_error) as info:
+        sensor(deferrable=True).resume_execution(*fail)
+    if not AIRFLOW_V_3_0_PLUS:
+        assert not isinstance(info.value, AirflowSensorTimeout)
+    soft_fail_skips = not AIRFLOW_V_3_0_PLUS or get_base_airflow_version_tuple() >= (3, 1, 8)
+    with pytest.raises(AirflowSkipException if soft_fail_skips else AirflowSensorTimeout):
+        sensor(deferrable=True, soft_fail=True).resume_execution(*fail)
 
 
 def test_execute_complete_error_is_a_callcov_error(account: FakeAccount) -> None:

@@ -18,7 +18,7 @@ from callcov_provider.hooks.callcov import CallCovHook
 from callcov_provider.models import Analysis
 from callcov_provider.tracking import BatchTracker
 from callcov_provider.triggers.analysis import FULL_SUMMARY_LIMIT, AnalysisCompletedTrigger, build_event
-from tests.unit.conftest import KEY
+from tests.unit.conftest import KEY, guard_connection_lookup
 
 
 class Account:
@@ -120,11 +120,8 @@ def setup(
             made = CallCovHook("callcov_default")
             made.async_transport = httpx.MockTransport(account)
             made.async_sleep = cycles.sleep
-
-            def no_sync_lookup(conn_id: str) -> Any:
-                raise AssertionError("the trigger must fetch its connection asynchronously")
-
-            made.get_connection = no_sync_lookup  # type: ignore[method-assign]
+            # Airflow 3.3.2+: never the blocking lookup; older: only in the compat helper's worker thread.
+            guard_connection_lookup(made, "the trigger must fetch its connection asynchronously")
             hooks.append(made)
             return made
 

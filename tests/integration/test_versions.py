@@ -1,0 +1,97 @@
+"""
+What ``dag.test()`` shows of deferral, mapping, templating, extra links and XCom on each Airflow version.
+
+The provider behaves the same everywhere; where Airflow itself works differently (how ``dag.test()`` runs
+a trigger, where an extra link's URL is kept), these tests assert each version's own way instead of
+skipping it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callcov_provider.links import CallCovAnalysisLink
+from callcov_provider.testing.server import EmulatorHandle
+from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
+from callcov_provider.version_compat import AIRFLOW_V_3_0_PLUS
+from tests.integration.conftest import load_dag, run_dag
+from tests.integration.test_dag_runs import make_calls
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
+
+
+@pytest.fixture
+def trigger_runs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The ids of every ``AnalysisCompletedTrigger`` run in this process."""
+    runs: list[list[str]] = []
+    original = AnalysisCompletedTrigger.run
+
+    async def spy(self: AnalysisCompletedTrigger) -> AsyncIterator[Any]:
+        runs.append(list(self.analysis_ids))
+        async for event in original(self):
+            yield event
+
+    monkeypatch.setattr(AnalysisCompletedTrigger, "run", spy)
+    return runs
+
+
+def link_urls(result: Any, dag: Any, map_indexes: list[int]) -> list[str]:
+    """
+    The "CallCov Analysis" link of each mapped ``submit`` instance, the way each version's UI reads it.
+
+    Airflow 3 resolves extra links in the task runner when the task ends and keeps each URL in XCom under
+    the link's ``xcom_key``, which the API server reads. Airflow 2.11 keeps no such XCom: its webserver
+    calls ``get_link(operator, ti_key=...)`` when the page is shown, which reads our own XCom back.
+    """
+    link = CallCovAnalysisLink()
+    if AIRFLOW_V_3_0_PLUS:
+        return [result.xcom("submit", key=link.xcom_key, map_index=i) for i in map_indexes]
+    from airflow.models.taskinstancekey import TaskInstanceKey
+
+    assert not any(key[2].startswith("_link_") for key in result.xcoms)
+    operator = dag.get_task("submit")
+    return [
+        link.get_link(operator, ti_key=TaskInstanceKey(result.dag_id, "submit", result.run_id, 1, i))
+        for i in map_indexes
+    ]
+
+
+def test_mapped_deferrable_batch_links_and_xcom(
+    connected: EmulatorHandle, tmp_path: Path, trigger_runs: list[list[str]]
+) -> None:
+    calls = make_calls(tmp_path, 3)
+    dag = load_dag("it_callcov_dags.py", "it_batch_deferrable_strict")
+    result = run_dag(dag, run_conf={"calls": calls})
+    assert result.state == "success", result.states
+    # Mapping: one submit per call, each with its own id in XCom.
+    ids = [result.xcom("submit", map_index=i) for i in range(3)]
+    assert len(set(ids)) == 3
+    # Deferral: dag.test() has no triggerer, so every version runs the trigger inline, in this process
+    # (2.11: asyncio.run, and only while no triggerer job is alive; 3.0: asyncio.run; 3.3+: an in-process
+    # trigger supervisor), then resumes the sensor with the trigger's event as a triggerer would.
+    assert trigger_runs == [ids]
+    assert [s["id"] for s in result.xcom("wait")] == ids
+    # Extra links: the dashboard page of each mapped instance's own analysis.
+    urls = link_urls(result, dag, [0, 1, 2])
+    assert [url.rsplit("/", 1)[1] for url in urls] == ids
+
+
+@pytest.mark.parametrize("mode", ["deferrable", "worker"])
+def test_templated_single_submission_and_its_link(
+    connected: EmulatorHandle, tmp_path: Path, trigger_runs: list[list[str]], mode: str
+) -> None:
+    calls = make_calls(tmp_path, 1)
+    dag = load_dag("it_callcov_dags.py", f"it_wait_{mode}")
+    result = run_dag(dag, run_conf={"calls": calls})
+    assert result.state == "success", result.states
+    analysis_id = result.xcom("submit")
+    # Templating: agent and contact came from the run's conf through Jinja.
+    analysis = result.xcom("submit", key="analysis")
+    assert analysis["call"]["contact_id"] == "customer_0"
+    # Only the deferrable task defers; the worker wait polls in the task (durably on 3.3+).
+    assert trigger_runs == ([[analysis_id]] if mode == "deferrable" else [])
+    assert link_urls(result, dag, [-1]) == [result.xcom("submit", key="callcov_analysis_url")]
