@@ -61,7 +61,7 @@ matrix-test-%: .venv-%/.installed
 	@start=$$(date +%s); venv=.venv-$*; log=$$venv/pytest.log; \
 	airflow=$$($$venv/bin/python -c "from importlib.metadata import version; print(version('apache-airflow'))"); \
 	if $$venv/bin/python -m pytest -q -rfE $(MATRIX_SUITES) >$$log 2>&1; then rc=0; else rc=$$?; fi; \
-	if [ $$rc -ne 0 ]; then grep -E "^(FAILED|ERROR) " $$log | head -n 40; tail -n 60 $$log; fi; \
+	if [ $$rc -ne 0 ]; then grep -E "^(E  |FAILED |ERROR |[a-z_/]+\.py:[0-9]+: )" $$log | head -n 80; fi; \
 	echo "matrix $* (Airflow $$airflow): $$(tail -n 1 $$log | tr -d '=') in $$(( $$(date +%s) - start ))s"; \
 	exit $$rc
 

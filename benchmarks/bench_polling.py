@@ -55,10 +55,23 @@ async def _run_baseline(emu: EmulatorHandle, ids: list[str], poll: float) -> int
     import httpx
     from doc_samples import wait_for_analysis_async
 
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    # At most 100 requests in flight, gated here: httpx's own pool cap makes thousands of waiters cost
+    # O(n) each and stalls the loop. The gate can only stretch the baseline's cycles (fewer requests).
+    gate = asyncio.Semaphore(100)
+
+    class Gated:
+        def __init__(self, client: httpx.AsyncClient) -> None:
+            self.client = client
+
+        async def get(self, url: str, **kwargs: Any) -> httpx.Response:
+            async with gate:
+                return await self.client.get(url, **kwargs)
+
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
     async with httpx.AsyncClient(timeout=120, limits=limits, trust_env=False) as client:
+        gated = Gated(client)
         counts = await asyncio.gather(
-            *(wait_for_analysis_async(client, aid, emu.api_key, emu.base_url, 600, poll) for aid in ids)
+            *(wait_for_analysis_async(gated, aid, emu.api_key, emu.base_url, 600, poll) for aid in ids)
         )
     return sum(counts)
 

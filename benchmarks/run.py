@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BENCH_DIR, RowResult, machine_info, setup_environment, summary, verdict
+from common import BENCH_DIR, Figure, RowResult, machine_info, setup_environment, summary, verdict
 
 ROWS = {
     "1": "bench_polling",
@@ -32,6 +32,22 @@ ROWS = {
     "5": "bench_parse",
     "6": "bench_submit_rate",
 }
+
+
+def save_rows(path: Path, results: list[RowResult]) -> None:
+    payload = {
+        r.row: {"title": r.title, "details": r.details, "figures": [f.to_json() for f in r.figures]}
+        for r in results
+    }
+    path.write_text(json.dumps(payload, indent=1))
+
+
+def load_rows(path: Path) -> dict[str, RowResult]:
+    rows = {}
+    for row, data in json.loads(path.read_text()).items():
+        figures = [Figure(**{k: v for k, v in f.items() if k != "ratio"}) for f in data["figures"]]
+        rows[row] = RowResult(row, data["title"], figures, data["details"])
+    return rows
 
 
 def table(results: list[RowResult]) -> list[str]:
@@ -88,10 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=sorted(ROWS), help="only this row (repeatable)")
     parser.add_argument("--repeats", type=int, default=None, help="runs per figure (default 3, quick 1)")
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "RESULTS.md", help="where to write")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="rows as JSON (default: beside --results, results.json)"
+    )
     args = parser.parse_args(argv)
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
+    if args.json is None:
+        args.json = args.results.with_name("results.json")
     setup_environment()
     from common import quiet_logging
 
@@ -109,18 +129,23 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             failed.append(row)
             continue
+        took = time.monotonic() - row_started
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        result.details += ["", f"Measured {stamp}, {args.repeats} repeat(s), {took:.0f} s."]
         results.append(result)
         print("\n".join(table([result])), flush=True)
         for line in result.details:
             print("   " + line)
         print(f"   ({time.monotonic() - row_started:.0f} s)", flush=True)
     elapsed = time.monotonic() - started
+    if args.only and args.json.exists():
+        # A partial run keeps the other rows of the last run (their section says when they ran).
+        kept = {row: rr for row, rr in load_rows(args.json).items() if row not in {r.row for r in results}}
+        results = sorted([*results, *kept.values()], key=lambda r: r.row)
     print("\n".join(["", *table(results)]))
     write_results(args.results, results, args, elapsed)
-    print(f"\nwrote {args.results} in {elapsed:.0f} s")
-    if args.json:
-        payload = {r.row: [f.to_json() for f in r.figures] for r in results}
-        args.json.write_text(json.dumps(payload, indent=1))
+    save_rows(args.json, results)
+    print(f"\nwrote {args.results} and {args.json} in {elapsed:.0f} s")
     if failed:
         print(f"rows that raised: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -104,7 +104,7 @@ class AnalysisCompletedSensor(BaseSensorOperator):
             self.log.warning(
                 "%d of %d analysis ids were empty and are skipped", len(values) - len(ids), len(values)
             )
-        if not ids:
+        if not ids and self._single:
             raise InvalidRequestError("analysis_id names no analysis", field="analysis_id")
         return ids
 
@@ -159,9 +159,13 @@ class AnalysisCompletedSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         """Poke once; if not done and ``deferrable``, hand the wait to the triggerer."""
         self._normalise()
+        ids = self._ids()
+        if not ids:
+            # Every submission of the batch failed (each failed its own task): nothing is left to wait for.
+            self.log.warning("The batch names no analysis to wait for; returning an empty result")
+            return []
         if not self.deferrable:
             return super().execute(context)
-        ids = self._ids()
         end_time = time.time() + self.timeout
         first = self.poke(context)
         if first:

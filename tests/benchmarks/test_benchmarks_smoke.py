@@ -42,9 +42,9 @@ def test_quick_benchmarks_produce_every_row(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     produced = json.loads(figures.read_text())
     assert sorted(produced) == list(ROWS)
-    for row, row_figures in produced.items():
-        assert row_figures, f"row {row} produced no figures"
-        for figure in row_figures:
+    for row, row_result in produced.items():
+        assert row_result["figures"], f"row {row} produced no figures"
+        for figure in row_result["figures"]:
             assert figure["ours"], f"row {row}: {figure['what']} has no value"
     text = results.read_text()
     assert "## Machine" in text

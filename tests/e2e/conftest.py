@@ -89,52 +89,54 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     # A SIGTERM to pytest ends the test like Ctrl-C does, so the teardown below still runs.
     previous_handler = signal.signal(signal.SIGTERM, _interrupt)
     left: list[str] = []
-    # Analyses stay "processing" until the test completes them through the emulator's control API, so
-    # the sensor always finds work left and defers (no race with how fast the batch was submitted).
-    with run_emulator(
-        api_keys=(API_KEY,), processing_seconds=3600.0, in_subprocess=True, startup_timeout=60
-    ) as emulator:
-        try:
-            env = airflow_environment(
-                home,
-                dags,
-                api_port,
-                {
-                    # Not the fixed default ports: other Airflows may run on this machine.
-                    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-                    "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-                    "AIRFLOW_CONN_CALLCOV_DEFAULT": emulator.connection_json(),
-                    "CALLCOV_RECORDINGS_ROOT": str(recordings),
-                    "CALLCOV_REPORTS_ROOT": str(reports),
-                    "CALLCOV_POLL_INTERVAL": "2",
-                },
-            )
-            airflow = ProcessGroup(
-                [str(VENV_BIN / "airflow"), "standalone"], env, work / "standalone.log", work
-            )
-            api = AirflowApi(f"http://127.0.0.1:{api_port}")
-            wait_for(
-                "airflow standalone to become healthy",
-                lambda: _healthy(api, airflow),
-                STARTUP_TIMEOUT,
-                interval=2,
-                on_timeout=f"\n{tail(airflow.log_path)}",
-            )
-            api.login()
-            running = Stack(api, emulator, airflow, work, home, recordings, reports, day)
-            running.timings["healthy"] = time.monotonic() - started
-            yield running
-        finally:
-            stopping = time.monotonic()
-            if running is not None:
-                running.api.session.close()  # no keep-alive connection holds up the api-server
-            if airflow is not None:
-                left = airflow.stop()
-                if airflow.killed:
-                    print(f"\ncallcov e2e: SIGKILLed after the grace period: {airflow.killed}")
-            if running is not None:
-                running.timings["teardown"] = time.monotonic() - stopping
-            signal.signal(signal.SIGTERM, previous_handler)
+    try:
+        # Analyses stay "processing" until the test completes them through the emulator's control API, so
+        # the sensor always finds work left and defers (no race with how fast the batch was submitted).
+        with run_emulator(
+            api_keys=(API_KEY,), processing_seconds=3600.0, in_subprocess=True, startup_timeout=60
+        ) as emulator:
+            try:
+                env = airflow_environment(
+                    home,
+                    dags,
+                    api_port,
+                    {
+                        # Not the fixed default ports: other Airflows may run on this machine.
+                        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+                        "AIRFLOW_CONN_CALLCOV_DEFAULT": emulator.connection_json(),
+                        "CALLCOV_RECORDINGS_ROOT": str(recordings),
+                        "CALLCOV_REPORTS_ROOT": str(reports),
+                        "CALLCOV_POLL_INTERVAL": "2",
+                    },
+                )
+                airflow = ProcessGroup(
+                    [str(VENV_BIN / "airflow"), "standalone"], env, work / "standalone.log", work
+                )
+                api = AirflowApi(f"http://127.0.0.1:{api_port}")
+                wait_for(
+                    "airflow standalone to become healthy",
+                    lambda: _healthy(api, airflow),
+                    STARTUP_TIMEOUT,
+                    interval=2,
+                    on_timeout=f"\n{tail(airflow.log_path)}",
+                )
+                api.login()
+                running = Stack(api, emulator, airflow, work, home, recordings, reports, day)
+                running.timings["healthy"] = time.monotonic() - started
+                yield running
+            finally:
+                stopping = time.monotonic()
+                if running is not None:
+                    running.api.session.close()  # no keep-alive connection holds up the api-server
+                if airflow is not None:
+                    left = airflow.stop()
+                    if airflow.killed:
+                        print(f"\ncallcov e2e: SIGKILLed after the grace period: {airflow.killed}")
+                if running is not None:
+                    running.timings["teardown"] = time.monotonic() - stopping
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     emulator_left = _group_alive(emulator.pid)
     if request.session.testsfailed > failures_before or left or emulator_left:
         print(f"\ncallcov e2e: kept {work} for inspection")

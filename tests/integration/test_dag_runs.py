@@ -35,9 +35,12 @@ def test_mapped_submit_feeds_deferrable_sensor_and_list(connected: EmulatorHandl
     assert {row["id"] for row in listed} == set(ids)
     assert set(listed[0]) == {"id", "status", "call", "results"}
     assert len(connected.control.analyses()) == 4
-    # The sensor polled with list requests, not one GET per id.
+    # The sensor polled with list requests, not one GET per id. A tracker's first sweep GETs the first id
+    # that finished before it ever saw it (see callcov_provider.tracking): at most one for the sensor's
+    # first poke and one for the trigger's first sweep, depending on how soon the analyses finish (on a
+    # loaded machine the first may finish before the sensor runs).
     gets = [r for r in connected.control.requests(method="GET") if r["path"] != "/api/v1/analysis/"]
-    assert len(gets) <= 1
+    assert len(gets) <= 2
 
 
 def test_same_sensor_in_poke_mode(connected: EmulatorHandle, tmp_path: Path) -> None:

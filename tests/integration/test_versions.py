@@ -8,7 +8,8 @@ skipping it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +26,26 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 
 
 @pytest.fixture
-def trigger_runs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The ids of every ``AnalysisCompletedTrigger`` run in this process."""
+def trigger_runs(connected: EmulatorHandle, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str]]]:
+    """
+    The ids of every ``AnalysisCompletedTrigger`` run in this process.
+
+    Analyses keep processing until a trigger starts, which then finishes them all: so a deferrable task
+    always defers (however slowly ``dag.test()`` reaches it), and its trigger always has work to see.
+    """
     runs: list[list[str]] = []
     original = AnalysisCompletedTrigger.run
 
     async def spy(self: AnalysisCompletedTrigger) -> AsyncIterator[Any]:
         runs.append(list(self.analysis_ids))
+        await asyncio.to_thread(connected.control.complete_all)
         async for event in original(self):
             yield event
 
     monkeypatch.setattr(AnalysisCompletedTrigger, "run", spy)
-    return runs
+    connected.control.set_processing(seconds=600)
+    yield runs
+    connected.control.set_processing(seconds=1.0)
 
 
 def link_urls(result: Any, dag: Any, map_indexes: list[int]) -> list[str]:
@@ -84,6 +93,8 @@ def test_mapped_deferrable_batch_links_and_xcom(
 def test_templated_single_submission_and_its_link(
     connected: EmulatorHandle, tmp_path: Path, trigger_runs: list[list[str]], mode: str
 ) -> None:
+    if mode == "worker":  # no trigger to finish the analysis: let it finish by itself
+        connected.control.set_processing(seconds=1.0)
     calls = make_calls(tmp_path, 1)
     dag = load_dag("it_callcov_dags.py", f"it_wait_{mode}")
     result = run_dag(dag, run_conf={"calls": calls})

@@ -222,13 +222,18 @@ def test_worker_crash_reconnects_to_the_same_analysis(deployment: Deployment, tm
     def worker() -> psutil.Process | None:
         for process in descendants(scheduler.pid):
             try:
-                if title in " ".join(process.cmdline()) and os.getpgid(process.pid) == scheduler.pid:
+                # The supervisor runs the task in a process (and process group) of its own.
+                if " ".join(process.cmdline()).strip() == title:
                     return process
             except (psutil.NoSuchProcess, ProcessLookupError):
                 continue
         return None
 
-    victim = wait_for(worker, timeout=30, what=f"the process {title!r}")
+    try:
+        victim = wait_for(worker, timeout=30, what=f"the process {title!r}")
+    except TimeoutError:
+        tree = [(p.pid, os.getpgid(p.pid), " ".join(p.cmdline())) for p in descendants(scheduler.pid)]
+        raise AssertionError(f"no {title!r} under the scheduler (pid {scheduler.pid}): {tree}") from None
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
     polls_before = len(emu.control.requests(method="GET", path=f"/api/v1/analysis/{analysis_id}"))

@@ -219,12 +219,27 @@ def test_none_entries_are_skipped_with_a_warning(account: FakeAccount) -> None:
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [([None, ""], "names no analysis"), ({"a": 1}, "sequence of ids"), (42, "sequence of ids"), ([], "no")],
+    [
+        ("", "names no analysis"),
+        ("  ", "names no analysis"),
+        ({"a": 1}, "sequence of ids"),
+        (42, "sequence of ids"),
+    ],
 )
 def test_unusable_analysis_id_names_the_field(account: FakeAccount, value: Any, message: str) -> None:
     with pytest.raises(InvalidRequestError, match=message) as info:
         sensor(analysis_id=value).execute(ctx())
     assert info.value.field == "analysis_id"
+    assert account.calls == 0
+
+
+@pytest.mark.parametrize("deferrable", [True, False])
+@pytest.mark.parametrize("value", [[], [None, ""]])
+def test_a_batch_with_no_ids_left_has_nothing_to_wait_for(
+    account: FakeAccount, value: list[Any], deferrable: bool
+) -> None:
+    # Every submission of the batch failed its own task: the report downstream still runs.
+    assert sensor(analysis_id=value, deferrable=deferrable).execute(ctx()) == []
     assert account.calls == 0
 
 
