@@ -169,29 +169,38 @@ def run(command: list[str], env: dict[str, str], log_path: Path) -> int:
 
 
 def summarise(report_dir: Path) -> None:
-    """Print the scorecards the run wrote."""
+    """Print the scorecards the run wrote, one line per agent."""
     csv_path = report_dir / "scorecards.csv"
     with csv_path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
+    columns = {
+        "agent_id": "agent",
+        "calls": "calls",
+        "rejected": "rejected",
+        "completed": "completed",
+        "failed": "failed",
+        "avg_customer_effort_score": "avg effort",
+        "compliance_rate": "compliance",
+        "greeting_rate": "greeting",
+    }
+
+    def cell(column: str, value: str) -> str:
+        if column.endswith("_rate") and value:
+            return f"{float(value):.0%}"
+        if column == "avg_customer_effort_score" and value:
+            return f"{float(value):.2f}"
+        return value or "-"
+
+    table = [list(columns.values())] + [[cell(c, row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     print()
-    columns = [
-        c
-        for c in rows[0]
-        if c
-        in (
-            "agent_id",
-            "calls",
-            "completed",
-            "failed",
-            "rejected",
-            "avg_customer_effort_score",
-            "compliance_rate",
-            "greeting_rate",
+    for line in table:
+        print(
+            "  ".join(
+                value.ljust(w) if i == 0 else value.rjust(w)
+                for i, (value, w) in enumerate(zip(line, widths, strict=True))
+            )
         )
-    ]
-    print("  ".join(f"{c:>14}" for c in columns))
-    for row in rows:
-        print("  ".join(f"{row[c]:>14}" for c in columns))
     print()
     print(f"Report: {report_dir / 'report.html'}")
     print(f"CSV:    {csv_path}")
