@@ -630,7 +630,7 @@ def format_table(report: DailyReport) -> str:
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;margin:2rem auto;
-max-width:72rem;padding:0 1rem;color:#1f2328;background:#fff}
+max-width:90rem;padding:0 1rem;color:#1f2328;background:#fff}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem}
 .sub{color:#57606a;margin-top:0}
 .totals{display:flex;flex-wrap:wrap;gap:.75rem;padding:0;list-style:none}
@@ -642,7 +642,7 @@ th,td{border-bottom:1px solid #d0d7de;padding:.35rem .5rem;text-align:left;verti
 th{background:#f6f8fa}td.n{text-align:right;font-variant-numeric:tabular-nums}
 tr.total td{font-weight:600;border-top:2px solid #8c959f}
 ul.reasons{margin:.2rem 0;padding-left:1.1rem}
-.chart{max-width:100%;height:auto}
+.chart{width:100%;max-width:56rem;height:auto}
 .muted{color:#57606a}
 """
 

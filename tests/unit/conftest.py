@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import pytest
@@ -171,13 +171,15 @@ def hook(make_hook: Callable[..., CallCovHook]) -> CallCovHook:
 
 
 class _EventHandler(logging.Handler):
-    """Turns standard-library log records into structlog-style event dicts."""
+    """Adds the provider's standard-library log records to ``events`` as structlog-style event dicts."""
 
     def __init__(self, events: list[dict[str, Any]]) -> None:
         super().__init__(level=logging.DEBUG)
         self.events = events
 
     def emit(self, record: logging.LogRecord) -> None:
+        if "callcov_provider" not in record.name:  # e.g. airflow.task.hooks.callcov_provider.hooks...
+            return
         self.events.append(
             {"event": record.getMessage(), "log_level": record.levelname.lower(), "logger": record.name}
         )
@@ -186,30 +188,28 @@ class _EventHandler(logging.Handler):
 @contextmanager
 def capture_log_events() -> Iterator[list[dict[str, Any]]]:
     """
-    What hooks, operators and sensors log through ``self.log``, as dicts with ``event`` (the rendered
-    message) and ``log_level``, on every Airflow version.
+    What the provider's hooks, operators, sensors and triggers log through ``self.log``, as dicts with
+    ``event`` (the rendered message) and ``log_level``, on every Airflow version; the list fills live.
 
     The loggers differ by version: on Airflow 3.1+ ``self.log`` is a structlog logger of the task SDK,
     which ``caplog`` does not see and ``structlog.testing.capture_logs`` does; on Airflow 2.11 and 3.0 it
-    is a standard-library logger (``LoggingMixin``). Both are captured into one list.
+    is a standard-library logger (``LoggingMixin``), seen by a handler on the root logger. Both land in
+    one list.
     """
-    events: list[dict[str, Any]] = []
-    handler = _EventHandler(events)
-    root = logging.getLogger()
-    root.addHandler(handler)
     try:
+        from structlog.testing import capture_logs
+    except ImportError:  # Airflow 2.11 does not install structlog
+        capture: Any = nullcontext([])
+    else:
+        capture = capture_logs()
+    with capture as events:
+        handler = _EventHandler(events)
+        root = logging.getLogger()
+        root.addHandler(handler)
         try:
-            from structlog.testing import capture_logs
-        except ImportError:  # Airflow 2.11 does not install structlog
             yield events
-            return
-        with capture_logs() as structlog_events:
-            try:
-                yield events
-            finally:
-                events.extend(structlog_events)
-    finally:
-        root.removeHandler(handler)
+        finally:
+            root.removeHandler(handler)
 
 
 @pytest.fixture
