@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install lint typecheck pytest test test-matrix demo bench clean clean-matrix
+.PHONY: install lint typecheck pytest test matrix-install test-matrix demo bench clean clean-matrix
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,8 @@ matrix-test-%: .venv-%/.installed
 	if [ $$rc -ne 0 ]; then grep -E "^(E  |FAILED |ERROR |[a-z_/]+\.py:[0-9]+: )" $$log | head -n 80; fi; \
 	echo "matrix $* (Airflow $$airflow): $$(tail -n 1 $$log | tr -d '=') in $$(( $$(date +%s) - start ))s"; \
 	exit $$rc
+
+matrix-install: $(addprefix .venv-,$(addsuffix /.installed,$(MATRIX)))
 
 test-matrix:
 	@start=$$(date +%s); \

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperatorLink, XCom
 
 if TYPE_CHECKING:
-    from airflow.models.taskinstancekey import TaskInstanceKey
+    from airflow.providers.common.compat.sdk import TaskInstanceKey
 
 #: XCom key under which the submitting task stores its analysis's dashboard URL.
 ANALYSIS_URL_XCOM_KEY = "callcov_analysis_url"

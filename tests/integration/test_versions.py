@@ -9,17 +9,21 @@ skipping it.
 from __future__ import annotations
 
 import asyncio
+import csv
+import filecmp
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from callcov_provider.links import CallCovAnalysisLink
+from callcov_provider.testing.audio import write_wav
 from callcov_provider.testing.server import EmulatorHandle
 from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
 from callcov_provider.version_compat import AIRFLOW_V_3_0_PLUS
-from tests.integration.conftest import load_dag, run_dag
+from tests.integration.conftest import DAGS_DIR, load_dag, run_dag
 from tests.integration.test_dag_runs import make_calls
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
@@ -106,3 +110,41 @@ def test_templated_single_submission_and_its_link(
     # Only the deferrable task defers; the worker wait polls in the task (durably on 3.3+).
     assert trigger_runs == ([[analysis_id]] if mode == "deferrable" else [])
     assert link_urls(result, dag, [-1]) == [result.xcom("submit", key="callcov_analysis_url")]
+
+
+def test_example_daily_batch_dag_runs(
+    connected: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    The example daily batch DAG, end to end: its report task's outlet is an ``Asset`` on Airflow 3 and a
+    ``Dataset`` on 2.11. ``dag.test()`` takes the run's date as ``logical_date`` on Airflow 3 and as
+    ``execution_date`` on 2.11; on 3.3+ the DAG must live in the DAGs folder, hence the copy there.
+    """
+    example = DAGS_DIR.parents[1] / "example_dags" / "callcov_daily_batch.py"
+    assert filecmp.cmp(example, DAGS_DIR / "callcov_daily_batch.py", shallow=False), (
+        "tests/dags/callcov_daily_batch.py must be a copy of example_dags/callcov_daily_batch.py"
+    )
+    when = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    day = when.strftime("%Y-%m-%d")
+    folder = tmp_path / "recordings" / day
+    folder.mkdir(parents=True)
+    rows = []
+    for i in range(3):
+        write_wav(folder / f"call_{i}.wav", 1.0, seed=i)
+        rows.append({"file": f"call_{i}.wav", "agent_id": f"agent_{i % 2}", "contact_id": f"customer_{i}"})
+    with (folder / "calls.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    monkeypatch.setenv("CALLCOV_POLL_INTERVAL", "0.5")
+    dag = load_dag("callcov_daily_batch.py", "callcov_daily_batch")
+    outlet = dag.get_task("report").outlets[0]
+    assert type(outlet).__name__ == ("Asset" if AIRFLOW_V_3_0_PLUS else "Dataset")
+    date_kwarg = "logical_date" if AIRFLOW_V_3_0_PLUS else "execution_date"
+    conf = {"root": str(tmp_path / "recordings"), "reports_root": str(tmp_path / "reports")}
+    result = run_dag(dag, run_conf=conf, **{date_kwarg: when})
+    assert result.state == "success", result.states
+    assert [s["status"] for s in result.xcom("wait_for_analyses")] == ["completed"] * 3
+    paths = result.xcom("report")
+    assert Path(paths["csv"]).is_file()
+    assert Path(paths["html"]).is_file()

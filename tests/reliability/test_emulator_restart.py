@@ -78,7 +78,9 @@ class Chaos(threading.Thread):
             self.done.set()
 
 
-def test_daily_batch_rides_through_emulator_restarts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_daily_batch_rides_through_emulator_restarts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     day = yesterday()
     write_day(tmp_path / "recordings", day, CALLS)
     # Analyses take an hour: the run can only finish after the restarts, when the test completes them.
@@ -110,7 +112,12 @@ def test_daily_batch_rides_through_emulator_restarts(tmp_path: Path, monkeypatch
         emulator.stop()
         chaos.join(10)
 
+    output = capfd.readouterr()
+    logs = output.out + output.err
     assert chaos.error is None, chaos.error
+    # The outages were met: refused connections were retried, not fatal.
+    refused = logs.count("connect error; retry")
+    assert refused >= 1
     assert emulator.starts == 3, chaos.events
     assert result.state == "success", result.states
     ids = [result.xcom("submit", map_index=i) for i in range(CALLS)]
@@ -122,4 +129,4 @@ def test_daily_batch_rides_through_emulator_restarts(tmp_path: Path, monkeypatch
     assert {s["status"] for s in statuses} == {"completed"}
     cards = read_scorecards(Path(result.xcom("report")["csv"]))
     assert cards["TOTAL"]["completed"] == str(CALLS)
-    print("emulator restart events:", chaos.events)
+    print("emulator restart events:", chaos.events, "refused connections retried:", refused)

@@ -522,11 +522,14 @@ def test_airflows_own_deferral_timeout_as_each_version_handles_it(account: FakeA
       the ``soft_fail`` handler);
     * 3.1.8 and later: ``AirflowSensorTimeout``, or a skip under ``soft_fail``.
     """
-    from airflow.exceptions import TaskDeferralError
     from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException
 
     fail = ("__fail__", {"error": "Trigger timeout"}, ctx())
-    strict_error = AirflowSensorTimeout if AIRFLOW_V_3_0_PLUS else TaskDeferralError
+    strict_error: type[Exception] = AirflowSensorTimeout
+    if not AIRFLOW_V_3_0_PLUS:
+        from airflow.exceptions import TaskDeferralError
+
+        strict_error = TaskDeferralError
     with pytest.raises(strict_error) as info:
         sensor(deferrable=True).resume_execution(*fail)
     if not AIRFLOW_V_3_0_PLUS:
