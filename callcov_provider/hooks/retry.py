@@ -26,7 +26,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timezone
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 RETRYABLE_STATUSES_ANY_METHOD = frozenset({429, 503})
@@ -172,7 +172,7 @@ def server_requested_wait(headers: Mapping[str, str], *, now: float | None = Non
             else:
                 # An HTTP date is always UTC; a "-0000" zone parses as naive, which is not local time.
                 if moment.tzinfo is None:
-                    moment = moment.replace(tzinfo=timezone.utc)
+                    moment = moment.replace(tzinfo=UTC)
                 return max(0.0, moment.timestamp() - current)
     reset = _header(headers, "X-RateLimit-Reset")
     if reset and not _quota_left(headers):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 class Clock:
@@ -49,5 +49,5 @@ class Clock:
 
 def iso(timestamp: float) -> str:
     """Epoch seconds as ISO 8601 UTC with milliseconds and a ``Z`` (``2024-01-15T14:32:15.123Z``)."""
-    moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    moment = datetime.fromtimestamp(timestamp, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -81,7 +81,7 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     home, recordings, reports = work / "airflow", work / "recordings", work / "reports"
     home.mkdir()
     dags = copy_example_dags(work / "dags")
-    day = (datetime.now(timezone.utc) - timedelta(days=10)).strftime("%Y-%m-%d")
+    day = (datetime.now(UTC) - timedelta(days=10)).strftime("%Y-%m-%d")
     load_demo().generate_recordings(day, recordings)
     api_port = free_port()
     airflow: ProcessGroup | None = None

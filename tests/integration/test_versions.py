@@ -12,7 +12,7 @@ import asyncio
 import csv
 import filecmp
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +147,7 @@ def test_example_daily_batch_dag_runs(
     assert filecmp.cmp(example, DAGS_DIR / "callcov_daily_batch.py", shallow=False), (
         "tests/dags/callcov_daily_batch.py must be a copy of example_dags/callcov_daily_batch.py"
     )
-    when = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    when = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
     day = when.strftime("%Y-%m-%d")
     folder = tmp_path / "recordings" / day
     folder.mkdir(parents=True)

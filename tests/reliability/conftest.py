@@ -6,7 +6,7 @@ import csv
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +19,7 @@ AGENTS = ("agent_ada", "agent_bo", "agent_cy", "agent_di")
 
 def yesterday() -> str:
     """The day a daily batch run analyses: its data interval ends at midnight UTC today, before the run."""
-    return (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%d")
+    return (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
 
 
 def logical_date(day: str) -> datetime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
@@ -68,7 +68,7 @@ def test_retry_after_seconds_is_honoured(
 def test_retry_after_http_date_is_honoured(
     hook: CallCovHook, requests_mock: rm.Mocker, sleeps: SleepRecorder
 ) -> None:
-    when = format_datetime(datetime.fromtimestamp(time.time() + 30, timezone.utc), usegmt=True)
+    when = format_datetime(datetime.fromtimestamp(time.time() + 30, UTC), usegmt=True)
     requests_mock.get(f"{API}/analysis/a1", [{"status_code": 503, "headers": {"Retry-After": when}}, OK])
     hook.get_analysis("a1")
     (wait,) = sleeps.waits

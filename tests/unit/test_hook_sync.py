@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -673,4 +673,4 @@ def test_json_request_body_is_sent_unchanged_on_retry(hook: CallCovHook, request
 def test_created_timestamp_from_the_legacy_submit(hook: CallCovHook, requests_mock: rm.Mocker) -> None:
     requests_mock.post(f"{API}/analysis/", json=SUBMIT_000)
     result = hook.submit_analysis(agent_id="a", contact_id="c", audio_url="https://example.com/x.wav")
-    assert result.created_timestamp == datetime(2024, 1, 15, 10, 30, 5, tzinfo=timezone.utc).timestamp()
+    assert result.created_timestamp == datetime(2024, 1, 15, 10, 30, 5, tzinfo=UTC).timestamp()

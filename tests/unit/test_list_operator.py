@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ def op(**kwargs: Any) -> ListAnalysesOperator:
 
 
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+    return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
 # -- construction ----------------------------------------------------------------------------------------
@@ -120,10 +120,10 @@ def test_bounds_that_are_allowed(account: FakeAccount) -> None:
 
 def test_to_datetime_reads_datetimes_and_text() -> None:
     naive = datetime(2026, 1, 1, 12, 0)
-    assert to_datetime(naive, "x") == naive.replace(tzinfo=timezone.utc)
+    assert to_datetime(naive, "x") == naive.replace(tzinfo=UTC)
     aware = datetime(2026, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
     assert to_datetime(aware, "x") == aware
-    assert to_datetime("2026-01-01T10:00:00+00:00", "x") == datetime(2026, 1, 1, 10, tzinfo=timezone.utc)
+    assert to_datetime("2026-01-01T10:00:00+00:00", "x") == datetime(2026, 1, 1, 10, tzinfo=UTC)
     assert to_datetime("", "x") is None
     assert to_datetime(None, "x") is None
 
@@ -191,7 +191,7 @@ def test_a_time_window_stops_paging_once_results_are_older(account: FakeAccount)
 
 def test_window_with_datetimes(account: FakeAccount) -> None:
     ids = fill(account, 10)
-    start = datetime.fromtimestamp(T0 + 5 * 60, timezone.utc)
+    start = datetime.fromtimestamp(T0 + 5 * 60, UTC)
     result = op(fetch_all=True, created_after=start, created_before=start + timedelta(minutes=3)).execute({})
     assert [r["id"] for r in result] == [ids[7], ids[6], ids[5]]
 

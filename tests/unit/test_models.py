@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
@@ -46,7 +46,7 @@ def test_page_000_submit_response_accepts_analysis_id_as_id() -> None:
     assert model.object == "analysis"
     assert model.status is AnalysisStatus.PROCESSING
     assert model.webhook_url == "https://your-app.com/webhooks/callcov"
-    expected = datetime(2024, 1, 15, 10, 30, 5, tzinfo=timezone.utc).timestamp()
+    expected = datetime(2024, 1, 15, 10, 30, 5, tzinfo=UTC).timestamp()
     assert model.created_timestamp == expected
     # Serialised under the API's current name, once.
     dumped = model.to_xcom()
@@ -182,10 +182,10 @@ def test_documented_audio_format_table_in_mib() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("2024-01-15T10:30:00Z", datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)),
-        ("2024-01-15T10:30:00z", datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)),
-        ("2024-01-15T10:30:00", datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)),
-        ("2024-01-15T12:30:00+02:00", datetime(2024, 1, 15, 10, 30, tzinfo=timezone.utc)),
+        ("2024-01-15T10:30:00Z", datetime(2024, 1, 15, 10, 30, tzinfo=UTC)),
+        ("2024-01-15T10:30:00z", datetime(2024, 1, 15, 10, 30, tzinfo=UTC)),
+        ("2024-01-15T10:30:00", datetime(2024, 1, 15, 10, 30, tzinfo=UTC)),
+        ("2024-01-15T12:30:00+02:00", datetime(2024, 1, 15, 10, 30, tzinfo=UTC)),
     ],
 )
 def test_parse_iso8601(text: str, expected: datetime) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
@@ -120,8 +120,8 @@ NOW = 1_700_000_000.0
         ({"Retry-After": "32"}, 32.0),
         ({"retry-after": " 1.5 "}, 1.5),
         ({"Retry-After": "-3"}, 0.0),
-        ({"Retry-After": format_datetime(datetime.fromtimestamp(NOW + 45, timezone.utc), usegmt=True)}, 45.0),
-        ({"Retry-After": format_datetime(datetime.fromtimestamp(NOW - 45, timezone.utc), usegmt=True)}, 0.0),
+        ({"Retry-After": format_datetime(datetime.fromtimestamp(NOW + 45, UTC), usegmt=True)}, 45.0),
+        ({"Retry-After": format_datetime(datetime.fromtimestamp(NOW - 45, UTC), usegmt=True)}, 0.0),
         ({"X-RateLimit-Reset": str(int(NOW + 60))}, 60.0),
         ({"x-ratelimit-reset": str(int(NOW - 60))}, 0.0),
         ({"X-RateLimit-Reset": "12"}, 12.0),
@@ -139,7 +139,7 @@ def test_http_date_with_minus_zero_zone_is_utc_not_local_time(monkeypatch: pytes
     monkeypatch.setenv("TZ", "America/New_York")
     time.tzset()
     try:
-        when = datetime.fromtimestamp(NOW + 30, timezone.utc).strftime("%a, %d %b %Y %H:%M:%S -0000")
+        when = datetime.fromtimestamp(NOW + 30, UTC).strftime("%a, %d %b %Y %H:%M:%S -0000")
         assert server_requested_wait({"Retry-After": when}, now=NOW) == 30.0
     finally:
         monkeypatch.undo()

@@ -6,7 +6,7 @@ import inspect
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, overload
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -358,7 +358,7 @@ def test_reschedule_mode_times_out_through_airflow(
     from airflow.providers.common.compat.sdk import AirflowSensorTimeout, AirflowSkipException
 
     account.add("a1")
-    first = datetime.now(timezone.utc) - timedelta(hours=1)
+    first = datetime.now(UTC) - timedelta(hours=1)
     s = sensor(analysis_id="a1", mode="reschedule", timeout=60, soft_fail=soft_fail)
     with pytest.raises(AirflowSkipException if soft_fail else AirflowSensorTimeout):
         s.execute(reschedule_ctx(monkeypatch, first))
@@ -374,7 +374,7 @@ def test_reschedule_mode_reschedules_before_the_timeout(
     account.add("a1")
     s = sensor(analysis_id="a1", mode="reschedule", poke_interval=60, timeout=3600)
     with pytest.raises(AirflowRescheduleException):
-        s.execute(reschedule_ctx(monkeypatch, datetime.now(timezone.utc) - timedelta(minutes=5)))
+        s.execute(reschedule_ctx(monkeypatch, datetime.now(UTC) - timedelta(minutes=5)))
 
 
 # -- deferrable -------------------------------------------------------------------------------------------
