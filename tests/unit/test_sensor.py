@@ -192,9 +192,10 @@ def test_any_sequence_of_ids_is_accepted(account: FakeAccount, ids: Sequence[str
         "contact_id": "contact-a1",
         "error_message": None,
     }
-    # Nothing processing, nothing seen yet: one GET bounds the failed and completed scans.
+    # Nothing processing, nothing seen yet: one GET bounds the scan; all are found among the completed, so
+    # the failed listing is not read.
     assert account.gets == ["a1"]
-    assert [q["status_filter"] for q in account.lists] == ["processing", "failed", "completed"]
+    assert [q["status_filter"] for q in account.lists] == ["processing", "completed"]
 
 
 def test_one_id_returns_the_full_analysis(account: FakeAccount) -> None:

@@ -134,8 +134,9 @@ def test_already_finished_batch_bounds_its_scan_with_one_get() -> None:
     run_cycle(tracker, account)
     assert tracker.done
     lists = [r for r in account.requests if isinstance(r, ListRequest)]
-    # processing (empty), then failed (empty) and one page of completed: the history is never read.
-    assert [r.status_filter for r in lists] == ["processing", "failed", "completed"]
+    # processing (empty), then one page of completed, where all are found: the failed listing and the
+    # history are never read.
+    assert [r.status_filter for r in lists] == ["processing", "completed"]
     assert sum(isinstance(r, GetRequest) for r in account.requests) == 1
 
 
