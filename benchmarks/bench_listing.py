@@ -13,7 +13,7 @@ import math
 import os
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from common import Figure, RowResult, fmt
 
@@ -68,8 +68,8 @@ def run(quick: bool, repeats: int) -> RowResult:
                 operator = ListAnalysesOperator(
                     task_id="list_day",
                     fetch_all=True,
-                    created_after=datetime.fromtimestamp(after, tz=timezone.utc),
-                    created_before=datetime.fromtimestamp(before, tz=timezone.utc),
+                    created_after=datetime.fromtimestamp(after, tz=UTC),
+                    created_before=datetime.fromtimestamp(before, tz=UTC),
                     fields=["id", "created"],
                 )
                 rows = operator.execute({})  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ emulator's request log.
 from __future__ import annotations
 
 import asyncio
+import math
 import statistics
 import time
 from typing import Any
@@ -85,6 +86,7 @@ def run(quick: bool, repeats: int) -> RowResult:
     cycle_max: dict[int, list[float]] = {n: [] for n in sizes}
     cycle_mean: dict[int, list[float]] = {n: [] for n in sizes}
     cycles: dict[int, list[float]] = {n: [] for n in sizes}
+    nominal: dict[int, list[float]] = {n: [] for n in sizes}
     problems: list[str] = []
     starts: dict[int, float] = {}
     with run_emulator(in_subprocess=True, request_log_limit=1_000_000) as emu:
@@ -119,7 +121,11 @@ def run(quick: bool, repeats: int) -> RowResult:
 
                 ids = prepare(n)
                 since = _last_seq(emu)
+                started_at = float(emu.control.health()["now"])
                 made = asyncio.run(_run_baseline(emu, ids, poll))
+                # What the same loop costs when every poll round takes no time: 1 + ceil(wait / poll) each.
+                ready = [a["ready_at"] for a in emu.control.analyses()]
+                nominal[n].append(sum(1 + max(0, math.ceil((r - started_at) / poll)) for r in ready))
                 counted = _count_gets(emu, since)
                 if counted != made:
                     problems.append(f"N={n}: baseline counted {counted} in the log, made {made}")
@@ -138,6 +144,18 @@ def run(quick: bool, repeats: int) -> RowResult:
                 baseline=base[n],
                 target="<= 2% of baseline at N=500" if is_focus else "",
                 met=(ratio <= 0.02) if is_focus else None,
+            )
+        )
+    if 500 in sizes:
+        figures.append(
+            Figure(
+                row="1",
+                what="GETs to see N=500 finish vs the baseline at its nominal interval",
+                unit="requests",
+                ours=ours[500],
+                baseline=nominal[500],
+                target="(informational)",
+                note="baseline = sum over ids of 1 + ceil(wait / poll), from the emulator's ready times",
             )
         )
     flat = all(max(cycle_max[n]) <= 5 for n in sizes)
@@ -159,15 +177,23 @@ def run(quick: bool, repeats: int) -> RowResult:
         + f"), so every id is still processing when polling starts; {repeats} run(s) per N.",
         "",
         "| N | ours: GETs | ours: cycles | ours: mean / max requests per cycle | "
-        "baseline: GETs | baseline: requests on first cycle | ours / baseline |",
-        "|---|---|---|---|---|---|---|",
+        "baseline: GETs | baseline: GETs at its nominal interval | baseline: requests on first cycle "
+        "| ours / baseline |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for n in sizes:
         details.append(
             f"| {n} | {fmt(statistics.median(ours[n]))} | {fmt(statistics.median(cycles[n]))} | "
             f"{statistics.median(cycle_mean[n]):.2f} / {max(cycle_max[n]):.0f} | "
-            f"{fmt(statistics.median(base[n]))} | {n} | "
+            f"{fmt(statistics.median(base[n]))} | {fmt(statistics.median(nominal[n]))} | {n} | "
             f"{100 * statistics.median(ours[n]) / statistics.median(base[n]):.2f}% |"
         )
+    details += [
+        "",
+        "The baseline's measured GETs fall short of one GET per id per second when N is large: a round of N "
+        "GETs through the one emulator process takes longer than the poll interval on this machine, which "
+        "stretches the docs loop's effective interval (in its favour). The nominal column counts what the "
+        "loop issues when the server keeps up.",
+    ]
     details.extend(f"problem: {p}" for p in problems)
     return RowResult("1", "API requests to see N analyses to completion", figures, details)

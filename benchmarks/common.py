@@ -153,7 +153,7 @@ def machine_info() -> dict[str, str]:
         "CPU": cpu,
         "cores": f"{os.cpu_count()} logical (affinity {len(os.sched_getaffinity(0))})",
         "RAM": ram,
-        "load average (1/5/15 min) at start": load,
+        "load average (1/5/15 min) when written": load,
         "OS": f"{platform.system()} {platform.release()}",
         "Python": platform.python_version(),
         "Airflow": airflow_version,
