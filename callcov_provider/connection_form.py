@@ -13,7 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from callcov_provider.models import DEFAULT_BASE_URL, DEFAULT_DASHBOARD_URL, LEGACY_SUBMIT_PATH, SUBMIT_PATH
+from callcov_provider.constants import (
+    DEFAULT_BASE_URL,
+    DEFAULT_DASHBOARD_URL,
+    LEGACY_SUBMIT_PATH,
+    SUBMIT_PATH,
+)
 
 #: Connection extras, as JSON-schema fields (``extra__callcov__<name>`` in the form).
 CONN_FIELDS: dict[str, dict[str, Any]] = {

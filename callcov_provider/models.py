@@ -19,13 +19,6 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-DEFAULT_BASE_URL = "https://api.callcov.com/api/v1"
-DEFAULT_DASHBOARD_URL = "https://app.callcov.com"
-
-#: Submit paths of the two API generations (README: the provider submits to ``/analysis/`` by default).
-SUBMIT_PATH = "/analysis/"
-LEGACY_SUBMIT_PATH = "/calls/analyze"
-
 MIB = 1024 * 1024
 
 

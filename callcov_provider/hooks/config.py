@@ -8,9 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from callcov_provider.constants import (
+    DEFAULT_BASE_URL,
+    DEFAULT_DASHBOARD_URL,
+    LEGACY_SUBMIT_PATH,
+    SUBMIT_PATH,
+)
 from callcov_provider.exceptions import ConnectionConfigError, safe_url
 from callcov_provider.hooks.retry import RetryPolicy
-from callcov_provider.models import DEFAULT_BASE_URL, DEFAULT_DASHBOARD_URL, LEGACY_SUBMIT_PATH, SUBMIT_PATH
 
 AUTH_TYPES = ("api_key", "bearer")
 

@@ -18,8 +18,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from callcov_provider.constants import LEGACY_SUBMIT_PATH, SUBMIT_PATH
 from callcov_provider.exceptions import safe_url
-from callcov_provider.models import LEGACY_SUBMIT_PATH, SUBMIT_PATH
 from callcov_provider.testing import errors
 from callcov_provider.testing.auth import Identity
 from callcov_provider.testing.config import EmulatorConfig

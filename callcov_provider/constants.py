@@ -1,0 +1,11 @@
+"""
+The API's fixed addresses, kept apart from :mod:`callcov_provider.models` so that reading them imports
+nothing: Airflow loads the provider info (and the connection form built from these) in every process.
+"""
+
+DEFAULT_BASE_URL = "https://api.callcov.com/api/v1"
+DEFAULT_DASHBOARD_URL = "https://app.callcov.com"
+
+#: Submit paths of the two API generations (shared README: the provider submits to ``/analysis/``).
+SUBMIT_PATH = "/analysis/"
+LEGACY_SUBMIT_PATH = "/calls/analyze"
