@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -22,7 +21,7 @@ from callcov_provider.exceptions import (
     InvalidRequestError,
     url_secrets,
 )
-from callcov_provider.hooks import validation
+from callcov_provider.hooks import async_pool, validation
 from callcov_provider.hooks.config import ClientSettings, parse_extras, settings_from_connection
 from callcov_provider.hooks.retry import RetryPolicy
 from callcov_provider.hooks.transport import (
@@ -44,10 +43,8 @@ if TYPE_CHECKING:
 USER_AGENT = f"airflow-provider-callcov/{__version__}"
 
 
-@functools.lru_cache(maxsize=1)
-def shared_ssl_context() -> ssl.SSLContext:
-    """One SSL context per process: building one costs ~20 ms of blocking I/O, too much per client."""
-    return ssl.create_default_context()
+# Re-exported for callers of earlier versions; the context now lives with the shared async clients.
+shared_ssl_context = async_pool.shared_ssl_context
 
 
 def new_idempotency_key() -> str:
@@ -218,7 +215,7 @@ class CallCovHook(BaseHook):
             self._session = None
 
     async def aclose(self) -> None:
-        """Close the async client, if one was opened."""
+        """Close the hook's own async client (one built on ``async_transport``); shared clients stay open."""
         if self._async_client is not None:
             await self._async_client.aclose()
             self._async_client = None
@@ -284,22 +281,26 @@ class CallCovHook(BaseHook):
     # -- the async wire ----------------------------------------------------------------------------------
 
     async def _get_async_client(self) -> httpx.AsyncClient:
-        if self._async_client is None:
-            import httpx
+        """The event loop's shared client, or the hook's own when ``async_transport`` is set."""
+        if self._async_client is not None:
+            return self._async_client
+        import httpx
 
-            settings = await self.aget_settings()
-            context = await asyncio.to_thread(shared_ssl_context)
-            self._async_client = httpx.AsyncClient(
-                verify=context,
+        settings = await self.aget_settings()
+        user_agent = f"{USER_AGENT} httpx/{httpx.__version__}"
+        if self.async_transport is not None:
+            self._async_client = async_pool.build_client(
+                connect_timeout=settings.connect_timeout,
+                read_timeout=settings.read_timeout,
+                user_agent=user_agent,
                 transport=self.async_transport,
-                timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
-                headers={
-                    "User-Agent": f"{USER_AGENT} httpx/{httpx.__version__}",
-                    "Accept": "application/json",
-                },
-                follow_redirects=False,
             )
-        return self._async_client
+            return self._async_client
+        return await async_pool.shared_client(
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            user_agent=user_agent,
+        )
 
     async def _asend(
         self, method: str, path: str, *, params: Mapping[str, Any] | None = None
@@ -316,7 +317,9 @@ class CallCovHook(BaseHook):
         )
 
         async def attempt() -> RawResponse:
-            response = await client.request(method, url, params=params, headers=settings.auth_headers())
+            # Bounded concurrency per loop: a burst of answers never stalls the other triggers.
+            async with async_pool.in_flight_limit():
+                response = await client.request(method, url, params=params, headers=settings.auth_headers())
             return RawResponse(response.status_code, dict(response.headers), response.content)
 
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -67,6 +68,8 @@ class AnalysisCompletedTrigger(BaseTrigger):
 
     max_requests_per_cycle: int = 5
     max_consecutive_failures: int = 10
+    #: Seconds, at most, by which the first poll is put off (a random part of the poll interval).
+    max_first_poll_splay: float = 10.0
 
     def __init__(
         self,
@@ -93,6 +96,18 @@ class AnalysisCompletedTrigger(BaseTrigger):
             },
         )
 
+    async def _splay(self) -> None:
+        """
+        Wait a random part of the poll interval before the first poll.
+
+        The task checked the status just before deferring, so nothing is lost; and triggers started
+        together (a batch of mapped tasks, a triggerer restart) do not poll in lockstep, which would
+        send their requests, and handle their answers, in one burst.
+        """
+        delay = random.uniform(0.0, min(self.poll_interval, self.max_first_poll_splay))
+        if delay > 0 and self.end_time - time.time() > delay:
+            await asyncio.sleep(delay)
+
     def _hook(self) -> CallCovHook:
         return CallCovHook(self.callcov_conn_id)
 
@@ -101,6 +116,7 @@ class AnalysisCompletedTrigger(BaseTrigger):
         hook = self._hook()
         tracker = BatchTracker(self.analysis_ids)
         failures_in_row = 0
+        await self._splay()
         try:
             while True:
                 try:

@@ -86,6 +86,7 @@ async def run_trigger(
         poll_interval=0.01,
         end_time=time.time() + 600 if end_time is None else end_time,
     )
+    trigger.max_first_poll_splay = 0.0  # cycles are counted from the first poll
     if instant_retries:
         original = trigger._hook
 

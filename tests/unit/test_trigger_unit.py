@@ -115,6 +115,7 @@ def setup(
             poll_interval=poll_interval,
             end_time=time.time() + 3600 if end_time is None else end_time,
         )
+        trigger.max_first_poll_splay = 0.0  # cycles are counted from the first poll
 
         def hook() -> CallCovHook:
             made = CallCovHook("callcov_default")
@@ -367,3 +368,28 @@ async def test_batch_whose_oldest_finished_first_is_read_from_the_listings(
         int(r.url.params.get("offset", 0)) for r in account.requests if r.url.path.endswith("/analysis/")
     ]
     assert max(offsets) < 1000  # the earlier batch's pages are never read
+
+
+@pytest.mark.parametrize(
+    ("poll_interval", "seconds_left", "expected"),
+    [(30.0, 3600.0, 10.0), (2.0, 3600.0, 2.0), (30.0, 5.0, None)],
+    ids=["capped-at-max-splay", "within-poll-interval", "skipped-near-deadline"],
+)
+async def test_first_poll_is_put_off_by_a_random_part_of_the_interval(
+    monkeypatch: pytest.MonkeyPatch, poll_interval: float, seconds_left: float, expected: float | None
+) -> None:
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(trigger_module, "asyncio", SimpleNamespace(sleep=record))
+    monkeypatch.setattr(trigger_module.random, "uniform", lambda low, high: high)  # the longest draw
+    trigger = AnalysisCompletedTrigger(
+        analysis_ids=["a1"],
+        callcov_conn_id="callcov_default",
+        poll_interval=poll_interval,
+        end_time=time.time() + seconds_left,
+    )
+    await trigger._splay()
+    assert waits == ([] if expected is None else [expected])
