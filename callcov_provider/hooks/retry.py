@@ -14,9 +14,11 @@ What is retried:
   server that ignores the key, set the connection extra ``retry_ambiguous_posts`` to ``false``.
 * never: any other 4xx.
 
-Waits use exponential backoff with full jitter, and never less than what ``Retry-After`` (seconds or an
-HTTP date) or ``X-RateLimit-Reset`` (epoch seconds) asks for; retries stop at ``max_retries`` or when the
-next wait would pass ``deadline`` seconds since the first attempt.
+Where the server says when to come back (``Retry-After`` in seconds or as an HTTP date, or, once the
+quota is spent, ``X-RateLimit-Reset``), the wait is that plus up to a second of jitter; otherwise it is
+exponential backoff with full jitter. Retries stop at ``max_retries`` (``max_rate_limited_retries`` while
+the server paces us with 429 and a wait), or when the next wait would pass ``deadline`` seconds since
+the first attempt.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 RETRYABLE_STATUSES_ANY_METHOD = frozenset({429, 503})
+
+#: Seconds of jitter, at most, added to a wait the server asked for.
+SERVER_WAIT_JITTER = 1.0
 RETRYABLE_STATUSES_IDEMPOTENT = frozenset({500, 502, 504})
 
 
@@ -72,6 +77,7 @@ class RetryPolicy:
     When and how long to retry a CallCov request.
 
     :param max_retries: Retries after the first attempt, at most.
+    :param max_rate_limited_retries: Retries, at most, while the server answers 429 with a wait to honour.
     :param deadline: Seconds since the first attempt after which no retry starts.
     :param backoff_base: First backoff ceiling in seconds; doubles each attempt.
     :param backoff_cap: Largest backoff ceiling in seconds (before the server's requested wait).
@@ -80,6 +86,7 @@ class RetryPolicy:
     """
 
     max_retries: int = 5
+    max_rate_limited_retries: int = 20
     deadline: float = 300.0
     backoff_base: float = 1.0
     backoff_cap: float = 30.0
@@ -98,6 +105,14 @@ class RetryPolicy:
         """Full-jitter backoff before retry number ``attempt`` (1-based)."""
         ceiling = min(self.backoff_cap, self.backoff_base * (2 ** (attempt - 1)))
         return rng(0.0, ceiling)
+
+    def retry_limit(self, outcome: Outcome, *, now: float | None = None) -> int:
+        """
+        How many retries ``outcome`` allows: a 429 that says when to come back is the API pacing us, not
+        failing, and has its own, larger bound.
+        """
+        paced = outcome.status == 429 and server_requested_wait(outcome.headers, now=now) is not None
+        return self.max_rate_limited_retries if paced else self.max_retries
 
     def next_wait(
         self,
@@ -120,9 +135,17 @@ class RetryPolicy:
         :param rng: Source of jitter, replaceable in tests.
         :return: Seconds to wait before the next attempt, or ``None`` to stop.
         """
-        if attempt > self.max_retries or not self.is_retryable(method, outcome):
+        if not self.is_retryable(method, outcome):
             return None
-        wait = max(self.backoff(attempt, rng), server_requested_wait(outcome.headers, now=now) or 0.0)
+        server_wait = server_requested_wait(outcome.headers, now=now)
+        if attempt > self.retry_limit(outcome, now=now):
+            return None
+        if server_wait is not None:
+            # Come back when the server said, plus a little jitter so that clients it turned away
+            # together do not all return in the same instant.
+            wait = server_wait + rng(0.0, min(self.backoff_base, SERVER_WAIT_JITTER))
+        else:
+            wait = self.backoff(attempt, rng)
         if elapsed + wait > self.deadline:
             return None
         return wait

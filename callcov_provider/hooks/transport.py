@@ -196,7 +196,7 @@ class RetryController:
             self.label,
             outcome.describe(),
             retry_state.attempt_number,
-            self.policy.max_retries,
+            self.policy.retry_limit(outcome),
             wait,
         )
         return True

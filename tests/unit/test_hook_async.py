@@ -171,14 +171,16 @@ async def test_async_retries_honour_the_server_and_log(
     assert len(server.requests) == 6
     assert len(sleeps.waits) == 5
     assert 0.0 <= sleeps.waits[0] <= 1.0
-    assert sleeps.waits[1] == 9.0
+    assert 9.0 <= sleeps.waits[1] <= 10.0
     for attempt, wait in enumerate(sleeps.waits[2:], start=3):
         assert 0.0 <= wait <= 2.0 ** (attempt - 1)
     warnings = [e["event"] for e in hook_logs if e["log_level"] == "warning"]
     reasons = ["HTTP 503", "HTTP 429", "read timeout", "connect error", "connection dropped"]
+    # A 429 that says when to come back is counted against the larger bound for being paced.
+    limits = [5, 20, 5, 5, 5]
     assert warnings == [
-        f"CallCov GET /analysis/a1: {reason}; retry {n} of 5 in {wait:.2f}s"
-        for n, (reason, wait) in enumerate(zip(reasons, sleeps.waits, strict=False), start=1)
+        f"CallCov GET /analysis/a1: {reason}; retry {n} of {limit} in {wait:.2f}s"
+        for n, (reason, limit, wait) in enumerate(zip(reasons, limits, sleeps.waits, strict=True), start=1)
     ]
 
 

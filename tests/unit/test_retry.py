@@ -146,15 +146,29 @@ def test_http_date_with_minus_zero_zone_is_utc_not_local_time(monkeypatch: pytes
         time.tzset()
 
 
-def test_server_wait_overrides_a_shorter_backoff() -> None:
+def test_server_wait_replaces_the_backoff_plus_at_most_a_second_of_jitter() -> None:
     policy = RetryPolicy()
     outcome = Outcome(status=429, headers={"Retry-After": "7"})
-    assert policy.next_wait("POST", 1, outcome, 0.0, rng=ceiling) == 7.0
+    assert policy.next_wait("POST", 1, outcome, 0.0, rng=ceiling) == 8.0
+    assert policy.next_wait("POST", 1, outcome, 0.0, rng=floor) == 7.0
     reset = Outcome(status=503, headers={"X-RateLimit-Reset": str(int(NOW + 20))})
-    assert policy.next_wait("GET", 1, reset, 0.0, now=NOW, rng=ceiling) == 20.0
-    # A backoff longer than the server's ask wins.
+    assert policy.next_wait("GET", 1, reset, 0.0, now=NOW, rng=ceiling) == 21.0
+    # The fifth retry's backoff would be 16 s; the server asked for 1 s, and is believed.
     small = Outcome(status=503, headers={"Retry-After": "1"})
-    assert policy.next_wait("GET", 5, small, 0.0, rng=ceiling) == 16.0
+    assert policy.next_wait("GET", 5, small, 0.0, rng=ceiling) == 2.0
+
+
+def test_a_paced_429_has_its_own_larger_retry_bound() -> None:
+    policy = RetryPolicy(max_retries=2, max_rate_limited_retries=6)
+    paced = Outcome(status=429, headers={"Retry-After": "1"})
+    unpaced = Outcome(status=429)
+    failing = Outcome(status=503, headers={"Retry-After": "1"})
+    assert policy.next_wait("GET", 6, paced, 0.0, rng=floor) == 1.0
+    assert policy.next_wait("GET", 7, paced, 0.0, rng=floor) is None
+    assert policy.next_wait("GET", 3, unpaced, 0.0, rng=floor) is None
+    assert policy.next_wait("GET", 3, failing, 0.0, rng=floor) is None
+    # The deadline still bounds every wait.
+    assert policy.next_wait("GET", 1, paced, policy.deadline - 0.5, rng=floor) is None
 
 
 def test_outcome_describe() -> None:
@@ -195,7 +209,8 @@ def test_controller_does_not_retry_success_unknown_errors_or_missing_outcomes(
     assert controller.should_retry(_State(_Attempt(exc=RuntimeError("not a transport error")))) is False
     with caplog.at_level(logging.WARNING, logger="test.controller"):
         assert controller.should_retry(_State(_Attempt(RawResponse(503, {"Retry-After": "4"})), 2)) is True
-    assert controller.wait(None) == 4.0
+    wait = controller.wait(None)
+    assert 4.0 <= wait <= 5.0
     assert [r.getMessage() for r in caplog.records] == [
-        "CallCov GET /analysis/: HTTP 503; retry 2 of 5 in 4.00s"
+        f"CallCov GET /analysis/: HTTP 503; retry 2 of 5 in {wait:.2f}s"
     ]
