@@ -6,7 +6,10 @@ then (unless ``--no-freeze``) ``gc.collect(); gc.freeze()`` moves what the impor
 collector's reach, the peak RSS is reset, and the N triggers run in one ``asyncio`` loop beside a heartbeat
 coroutine that sleeps 10 ms and records how late it wakes up (the event-loop stall).
 
-Ours: ``AnalysisCompletedTrigger.run()`` as the triggerer runs it (httpx, async).
+Ours: ``AnalysisCompletedTrigger.run()`` as the triggerer runs it (httpx, async): every hook on the loop
+shares one ``httpx.AsyncClient`` with at most ``MAX_IN_FLIGHT`` requests in flight
+(``callcov_provider/hooks/async_pool.py``), and each trigger waits a random part of its poll interval (at
+most ``max_first_poll_splay``) before its first poll. Measured with GC frozen and not frozen.
 Baseline: the same triggers with the HTTP call made synchronously (``requests`` inside the coroutine).
 """
 
@@ -21,34 +24,32 @@ from typing import Any
 from common import Figure, RowResult, fmt, run_child, submit_small
 
 HEARTBEAT = 0.010
-#: Requests in flight per event loop in the what-if runs.
-IN_FLIGHT = 32
+#: Seconds the async runs may take before the still-waiting triggers are cancelled: far above the first-poll
+#: splay (at most one poll interval) plus the longest processing time plus a few poll cycles.
+OURS_CAP = 300.0
 
 
 def run(quick: bool, repeats: int) -> RowResult:
+    from callcov_provider.hooks.async_pool import MAX_IN_FLIGHT
     from callcov_provider.testing.server import run_emulator
+    from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
 
     n = 20 if quick else 1000
     poll = 0.5 if quick else 2.0
     processing = "1-2" if quick else "3-9"
     sync_cap = 5.0 if quick else 20.0
-    runs: dict[str, list[dict[str, Any]]] = {
-        "ours": [], "ours_unfrozen": [], "shared": [], "shared_splay": [], "sync": []
-    }
+    splay = min(poll, AnalysisCompletedTrigger.max_first_poll_splay)
+    runs: dict[str, list[dict[str, Any]]] = {"ours": [], "ours_unfrozen": [], "sync": []}
     with run_emulator(processing_seconds=processing, in_subprocess=True) as emu:
         env = {"AIRFLOW_CONN_CALLCOV_DEFAULT": emu.connection_json()}
-        plan = [("ours", "freeze"), ("ours_unfrozen", "no-freeze")]
-        if not quick:
-            plan += [("shared", "freeze"), ("shared_splay", "freeze")]
-        plan = plan * repeats + [("sync", "freeze")]
+        plan = [("ours", "freeze"), ("ours_unfrozen", "no-freeze")] * repeats + [("sync", "freeze")]
         for label, freeze in plan:
             emu.control.reset()
             ids = submit_small(emu.base_url, emu.api_key, n)
             emu.control.set_faults(latency=0.05)
             mode = "ours" if label == "ours_unfrozen" else label
-            args = [mode, freeze, str(poll), str(sync_cap if mode == "sync" else 300), ",".join(ids)]
+            args = [mode, freeze, str(poll), str(sync_cap if mode == "sync" else OURS_CAP), ",".join(ids)]
             runs[label].append(run_child("bench_triggerer.py", args, env))
-        clients = run_child("bench_triggerer.py", ["clients", str(n)], env)
 
     def values(label: str, key: str) -> list[float]:
         return [float(r[key]) for r in runs[label]]
@@ -98,7 +99,11 @@ def run(quick: bool, repeats: int) -> RowResult:
     ]
     details = [
         f"{n} single-id triggers, poll interval {poll} s, processing {processing} s, 50 ms added latency on "
-        f"every API request; heartbeat every {HEARTBEAT * 1000:.0f} ms.",
+        f"every API request; heartbeat every {HEARTBEAT * 1000:.0f} ms. The triggers run as the provider "
+        f"ships them: one shared `httpx.AsyncClient` per event loop, at most {MAX_IN_FLIGHT} requests in "
+        f"flight per loop, and a random first-poll delay of up to {splay:g} s (a random part of the poll "
+        f"interval, at most `max_first_poll_splay` = {AnalysisCompletedTrigger.max_first_poll_splay:g} s); "
+        f"the async runs are given {OURS_CAP:g} s before any trigger still waiting is cancelled.",
         "",
         "| run | max stall ms | p99 ms | events | GETs | wall s | CPU s | peak RSS added MiB | KiB/trigger "
         "| gen-2 GCs |",
@@ -116,17 +121,8 @@ def run(quick: bool, repeats: int) -> RowResult:
     details += [
         "",
         f"The sync baseline is stopped {sync_cap:g} s after it starts (it cannot be stopped sooner: its "
-        "first pass blocks the loop for about N x 50 ms), so its events count is what finished by then.",
-        "",
-        f"One `httpx.AsyncClient` per hook, as the hook makes them: {n} clients built in one loop "
-        f"iteration add {fmt(clients['added_mib'])} MiB ({fmt(clients['kib_per_client'])} KiB each) and "
-        f"take {fmt(clients['build_ms'])} ms ({fmt(clients['build_ms'] * 1000 / n)} us each).",
-        "",
-        "`shared` and `shared_splay` are what-if runs, not the provider's code (patched in the child): one "
-        "`httpx.AsyncClient` and one connection lookup per event loop for every hook, with at most "
-        f"{IN_FLIGHT} requests in flight per loop (an `asyncio.Semaphore` in front of the client, since "
-        "httpx's own pool cap queues 1000 waiters at a cost that stalls the loop for seconds); "
-        "`shared_splay` also waits a random part of one poll interval before a trigger's first request.",
+        "first pass blocks the loop for about N x 50 ms), so its events count is what finished by then. "
+        "It subclasses the provider's trigger, so it waits the same first-poll splay.",
     ]
     return RowResult("2", "triggerer health: 1000 single-id triggers in one event loop", figures, details)
 
@@ -160,10 +156,6 @@ def _child(mode: str, freeze: str, poll: float, cap: float, ids: list[str]) -> d
             return SyncHook(self.callcov_conn_id)
 
     trigger_class = SyncTrigger if mode == "sync" else AnalysisCompletedTrigger
-    if mode in ("shared", "shared_splay"):
-        _patch_shared_client()
-    if mode == "shared_splay":
-        _patch_splay(poll)
     if freeze == "freeze":
         gc.collect()
         gc.freeze()
@@ -221,98 +213,6 @@ def _child(mode: str, freeze: str, poll: float, cap: float, ids: list[str]) -> d
     }
 
 
-def _patch_shared_client() -> None:
-    """What-if (not the provider's code): per loop one AsyncClient, one settings lookup, a request gate."""
-    import asyncio
-
-    from callcov_provider.hooks.callcov import CallCovHook, shared_ssl_context
-
-    clients: dict[int, Any] = {}
-    settings: dict[str, Any] = {}
-    original_settings = CallCovHook.aget_settings
-
-    async def shared_client(self: CallCovHook) -> Any:
-        import httpx
-
-        key = id(asyncio.get_running_loop())
-        if key not in clients:
-            settings = await self.aget_settings()
-            clients[key] = httpx.AsyncClient(
-                verify=shared_ssl_context(),
-                timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
-                # One pool for every trigger of the loop (httpx's own cap queues waiters at O(n) cost each).
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
-                follow_redirects=False,
-            )
-        return clients[key]
-
-    async def shared_settings(self: CallCovHook) -> Any:
-        if self.callcov_conn_id not in settings:
-            settings[self.callcov_conn_id] = await original_settings(self)
-        self._settings = settings[self.callcov_conn_id]
-        return self._settings
-
-    gates: dict[int, asyncio.Semaphore] = {}
-    original_asend = CallCovHook._asend
-
-    async def gated(self: CallCovHook, method: str, path: str, **kwargs: Any) -> Any:
-        # At most IN_FLIGHT requests of the loop at once, so at most that many answers land together.
-        gate = gates.setdefault(id(asyncio.get_running_loop()), asyncio.Semaphore(IN_FLIGHT))
-        async with gate:
-            return await original_asend(self, method, path, **kwargs)
-
-    async def keep_open(self: CallCovHook) -> None:
-        return None  # the hook must not close the shared client
-
-    CallCovHook._get_async_client = shared_client  # type: ignore[method-assign]
-    CallCovHook.aclose = keep_open  # type: ignore[method-assign]
-    CallCovHook._asend = gated  # type: ignore[method-assign]
-    CallCovHook.aget_settings = shared_settings  # type: ignore[method-assign]
-
-
-def _patch_splay(poll: float) -> None:
-    """What-if: each trigger waits a random part of one poll interval before its first request."""
-    import random
-
-    from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
-
-    original_run = AnalysisCompletedTrigger.run
-
-    async def splayed(self: AnalysisCompletedTrigger) -> Any:
-        import asyncio
-
-        await asyncio.sleep(random.uniform(0, poll))
-        async for event in original_run(self):
-            yield event
-
-    AnalysisCompletedTrigger.run = splayed  # type: ignore[method-assign]
-
-
-def _clients(n: int) -> dict[str, Any]:
-    """RSS and time of building ``n`` AsyncClients the way ``CallCovHook._get_async_client`` does."""
-    import gc
-    import time
-
-    import httpx
-    from common import read_status_kb
-
-    from callcov_provider.hooks.callcov import shared_ssl_context
-
-    context = shared_ssl_context()
-    gc.collect()
-    gc.freeze()
-    before = read_status_kb("VmRSS")
-    started = time.perf_counter()
-    clients = [
-        httpx.AsyncClient(verify=context, timeout=httpx.Timeout(30, connect=10), follow_redirects=False)
-        for _ in range(n)
-    ]
-    build = time.perf_counter() - started
-    added = read_status_kb("VmRSS") - before
-    assert len(clients) == n
-    return {"added_mib": added / 1024, "kib_per_client": added / n, "build_ms": build * 1000}
-
-
 def _count_requests_into_env() -> None:
     """Count the API requests this child makes (both transports) for the report."""
     import httpx
@@ -341,9 +241,6 @@ if __name__ == "__main__" and sys.argv[1:2] == ["child"]:
 
     setup_environment()
     quiet_logging()
-    if sys.argv[2] == "clients":
-        print(json.dumps(_clients(int(sys.argv[3]))))
-    else:
-        _count_requests_into_env()
-        mode_, freeze_, poll_, cap_, ids_ = sys.argv[2:7]
-        print(json.dumps(_child(mode_, freeze_, float(poll_), float(cap_), ids_.split(","))))
+    _count_requests_into_env()
+    mode_, freeze_, poll_, cap_, ids_ = sys.argv[2:7]
+    print(json.dumps(_child(mode_, freeze_, float(poll_), float(cap_), ids_.split(","))))

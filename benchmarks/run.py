@@ -37,31 +37,33 @@ ROWS = {
 #: What the figures mean where a target is missed or a figure needs reading: the causes found, by row.
 NOTES = {
     "1": (
-        "Requests per cycle stay flat (2.3-2.8 on average, never above `max_requests_per_cycle` = 5) from "
-        "N = 10 to 2000, while the docs' loop costs N a cycle. Against the measured baseline the N = 500 "
-        "ratio is just above 2%, because the single emulator process cannot answer 500 GETs a second on "
-        "this machine, so the docs' loop really polls every ~4 s instead of every second (which favours "
-        "it); against the loop at its nominal interval the ratio is about 0.6%. What remains on our side: "
-        "a cycle spends a `processing` page plus `completed` (and `failed`) pages "
-        "(`callcov_provider/tracking.py`, `BatchTracker._batch`), about 2.3 requests where one unfiltered "
-        "newest-first page down to the batch's oldest creation time would usually do."
+        "Met: 21 GETs at N = 500 against the docs' loop's 1,248 measured (1.7%; the least favourable pairing "
+        "of the ranges, 23 against 1,237, is 1.9%) and 5,372 at its nominal interval (0.4%). "
+        "`BatchTracker._batch` (`callcov_provider/tracking.py`) now confirms departed ids from the "
+        "`completed` listing first and reads the `failed` listing only for ids not found there, so a cycle "
+        "costs 1.6-1.8 requests on average up to N = 500 (2.3-2.8 before) and 2.4 at N = 2000, where the "
+        "listings span more than one 1000-analysis page; never more than `max_requests_per_cycle` = 5. "
+        "The measured baseline still falls short of its nominal count (by about 4x at N = 500) because the "
+        "single emulator process cannot answer 500 GETs a second on this machine, which stretches the docs' "
+        "loop's effective interval in its favour."
     ),
     "2": (
-        "Missed: the stall is not the hook blocking (every call is async) but bursts. 1000 triggers started "
-        "together poll in lock-step, and each poll costs about 2 ms of CPU in the hook's async path "
-        "(`CallCovHook._asend`: a tenacity `AsyncRetrying` and `RetryController` per request, httpx request "
-        "and response handling, pydantic parsing; plus, on the first cycle, `aget_settings` (two async "
-        "connection lookups) and `_get_async_client` (one `httpx.AsyncClient` and one TCP connection per "
-        "hook)). When the emulator answers hundreds of requests at once, the loop runs all their callbacks "
-        "in one iteration: ~1000 x ~1-2 ms. Memory: ~46 KiB per trigger, mostly the per-hook client's "
-        "connection (the client objects themselves are ~2.5 KiB). The what-if runs show the fix: one "
-        "`httpx.AsyncClient` per event loop shared by every hook, the connection settings cached per "
-        "connection id and loop, and an `asyncio.Semaphore` (32) bounding the requests in flight per loop "
-        "(not httpx's pool cap, which stalls for seconds with 1000 waiters) bring the max stall under "
-        "100 ms and memory to ~13 KiB per trigger; a random first-poll delay (splay) keeps it there more "
-        "steadily. Unfrozen GC adds gen-2 collections of Airflow's objects on top. The emulator also "
-        "answers a reused keep-alive connection ~40 ms later than a fresh one (measured: 44 ms vs 2-3 ms "
-        "for the same small request), which lengthens every run but does not cause the stalls."
+        "Met with GC frozen: the max stall is 41-61 ms (p99 14-21 ms) where it was 706-1,545 ms, and the "
+        "peak memory ~17 KiB per trigger where it was ~46 KiB. The provider now gives every hook on an event "
+        "loop one shared `httpx.AsyncClient` and lets at most `MAX_IN_FLIGHT` = 32 requests per loop be in "
+        "flight (`callcov_provider/hooks/async_pool.py`, used by `CallCovHook._get_async_client` and "
+        "`CallCovHook._asend`), so at most 32 answers are handled in one loop iteration; and "
+        "`AnalysisCompletedTrigger.run()` waits a random part of the poll interval (here up to 2 s; at most "
+        "`max_first_poll_splay` = 10 s) before its first poll (`_splay`), so 1000 triggers started together "
+        "no longer poll in lock-step. The price: every trigger's first answer comes up to one poll interval "
+        "later (wall time ~9 s against ~8 s before), and the CPU per request is higher (~2.7 ms against "
+        "~1.9 ms; the earlier what-if runs of the same design showed the same). Not frozen, the max stall "
+        "is 138-175 ms, above 100 ms: that is the garbage collector, not the provider: after importing "
+        "Airflow and the provider about 161,000 objects are tracked, and "
+        "one full (gen-2) collection of them takes ~100 ms on this machine (measured with `gc.collect(2)` "
+        "after the same imports: 99-102 ms, 0 ms once frozen); two such collections happen in each run. "
+        "Airflow 3.3.2's triggerer does not call `gc.freeze()` (only the DAG processor manager and the "
+        "LocalExecutor do), so a real triggerer can see such pauses whatever its triggers do."
     ),
     "4": (
         "The full read takes longer than the baseline although it makes 10x fewer requests: the hook "
@@ -75,17 +77,18 @@ NOTES = {
         "module without pydantic would remove that cost."
     ),
     "6": (
-        "The issue's scenario (limit only) is met: 200 submissions never reach 1200 a minute in the "
-        "emulator's fixed one-minute windows, so there is no 429 at all; ours is slower than the docs' loop "
-        "there only because the hook reuses keep-alive connections, on which the emulator answers ~40 ms "
-        "later (see row 2), while the docs' `requests.post` opens a fresh connection each time. In the "
-        "forced scenario (40 429s with `Retry-After: 1`, 5% lost answers) ours creates no duplicate and "
-        "loses at most 1 of 200 where the docs' loop loses ~49, but takes ~23 s: "
-        "`RetryPolicy.next_wait` (`callcov_provider/hooks/retry.py`) waits max(exponential backoff, "
-        "Retry-After), so a worker's 3rd-5th consecutive 429 waits up to 4-16 s instead of the 1 s the "
-        "server asked for, and 429s count against `max_retries` = 5, which is what failed the one "
-        "submission. Fix: when the server gives a wait, use it plus a small jitter instead of the larger "
-        "backoff, and bound 429 retries by the deadline rather than the retry count."
+        "Met in both scenarios. Limit only: 200 submissions never reach 1200 a minute in the emulator's "
+        "fixed one-minute windows, so there is no 429 at all; ours is slower than the docs' loop there only "
+        "because the hook reuses keep-alive connections, on which the emulator answers ~40 ms later, while "
+        "the docs' `requests.post` opens a fresh connection each time. Forced scenario (40 429s with "
+        "`Retry-After: 1`, 5% lost answers): no failure and no duplicate in any run, 9.7-10.2 s against the "
+        "13 s bound (16.9-25.4 s and up to 1 failure before), where the docs' loop loses 49 of 200 and "
+        "never learns of 9 analyses it created. `RetryPolicy.next_wait` (`callcov_provider/hooks/retry.py`) "
+        "now waits what the server asked for plus at most 1 s of jitter (the hook's log shows waits of "
+        "1.0-2.0 s) instead of max(backoff, Retry-After), and a 429 with a wait counts against "
+        "`max_rate_limited_retries` = 20, not `max_retries` = 5: each of the 8 workers met 5 429s in a row "
+        "and none gave up. Most of the ~9.8 s is that burst waited out as the server asks (5 waits of "
+        "1-2 s per worker), then the retries of the lost answers."
     ),
 }
 
@@ -154,8 +157,7 @@ def write_results(path: Path, results: list[RowResult], args: argparse.Namespace
         "## Machine",
         "",
         *(f"- {key}: {value}" for key, value in machine.items()),
-        "- note: the machine was shared with other busy work during the run, so the timings (not the request",
-        "  counts or memory figures) carry extra noise.",
+        *([f"- note: {args.machine_note}"] if getattr(args, "machine_note", None) else []),
         "",
         "## Results",
         "",
@@ -182,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--json", type=Path, default=None, help="rows as JSON (default: beside --results, results.json)"
+    )
+    parser.add_argument(
+        "--machine-note",
+        default=None,
+        help="a line for RESULTS.md's Machine section, e.g. how busy the machine was during the run",
     )
     args = parser.parse_args(argv)
     if args.repeats is None:
