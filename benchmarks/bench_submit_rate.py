@@ -25,6 +25,8 @@ from typing import Any
 
 from common import Figure, RowResult, fmt
 
+from callcov_provider.exceptions import CallCovError
+
 WORKERS = 8
 LIMIT = 1200
 
@@ -48,7 +50,7 @@ def _ours(files: list[Path]) -> tuple[int, int]:
             try:
                 future.result()
                 ok += 1
-            except Exception:
+            except CallCovError:
                 failed += 1
     return ok, failed
 
