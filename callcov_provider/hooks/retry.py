@@ -106,13 +106,17 @@ class RetryPolicy:
         ceiling = min(self.backoff_cap, self.backoff_base * (2 ** (attempt - 1)))
         return rng(0.0, ceiling)
 
+    @staticmethod
+    def is_paced(outcome: Outcome, *, now: float | None = None) -> bool:
+        """Whether ``outcome`` is a 429 that says when to come back: the API pacing us, not failing."""
+        return outcome.status == 429 and server_requested_wait(outcome.headers, now=now) is not None
+
     def retry_limit(self, outcome: Outcome, *, now: float | None = None) -> int:
         """
-        How many retries ``outcome`` allows: a 429 that says when to come back is the API pacing us, not
-        failing, and has its own, larger bound.
+        How many retries of its kind ``outcome`` allows: paced 429s have their own, larger bound, and the
+        caller counts them apart from failures (see ``RetryController``).
         """
-        paced = outcome.status == 429 and server_requested_wait(outcome.headers, now=now) is not None
-        return self.max_rate_limited_retries if paced else self.max_retries
+        return self.max_rate_limited_retries if self.is_paced(outcome, now=now) else self.max_retries
 
     def next_wait(
         self,

@@ -169,6 +169,9 @@ class RetryController:
         self.classify = classify
         self.logger = logger
         self._next_wait = 0.0
+        # Retries spent waiting out 429s that said when to come back: they count against their own bound,
+        # not against the retries left for failures.
+        self._paced_retries = 0
 
     def _outcome(self, retry_state: Any) -> Outcome | None:
         attempt = retry_state.outcome
@@ -187,15 +190,19 @@ class RetryController:
             return False
         # With sleep patched out in tests the wall clock barely moves; the sleeps still count.
         elapsed = max(retry_state.seconds_since_start or 0.0, retry_state.idle_for)
-        wait = self.policy.next_wait(self.method, retry_state.attempt_number, outcome, elapsed)
+        paced = self.policy.is_paced(outcome)
+        counted = self._paced_retries + 1 if paced else retry_state.attempt_number - self._paced_retries
+        wait = self.policy.next_wait(self.method, counted, outcome, elapsed)
         if wait is None:
             return False
         self._next_wait = wait
+        if paced:
+            self._paced_retries += 1
         self.logger.warning(
             "CallCov %s: %s; retry %d of %d in %.2fs",
             self.label,
             outcome.describe(),
-            retry_state.attempt_number,
+            counted,
             self.policy.retry_limit(outcome),
             wait,
         )

@@ -321,3 +321,16 @@ def test_deadline_counts_the_time_already_waited(
     assert len(sleeps.waits) == 2
     assert all(4.0 <= wait <= 5.0 for wait in sleeps.waits)
     assert len(requests_mock.request_history) == 3
+
+
+def test_paced_429s_do_not_use_up_the_retries_left_for_failures(
+    hook: CallCovHook, requests_mock: rm.Mocker, sleeps: SleepRecorder
+) -> None:
+    # Six 429s that say when to come back, then five failures: more than max_retries (5) in all, but
+    # the 429s are counted apart, so the call still gets through.
+    paced = {"status_code": 429, "headers": {"Retry-After": "1"}, "json": {"detail": "slow down"}}
+    failing = {"status_code": 503, "json": {"detail": "busy"}}
+    requests_mock.get(f"{API}/analysis/a1", [paced] * 6 + [failing] * 5 + [OK])
+    assert hook.get_analysis("a1").id
+    assert len(requests_mock.request_history) == 12
+    assert len(sleeps.waits) == 11
