@@ -183,6 +183,11 @@ class RateLimitedError(CallCovError):
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
 
+    def __str__(self) -> str:
+        if self.retry_after is None:
+            return super().__str__()
+        return f"{super().__str__()} (the API asked to wait {self.retry_after:.0f} s before retrying)"
+
 
 class ServerError(CallCovError):
     """The API failed on its side (HTTP 5xx) and retries did not get through."""

@@ -34,3 +34,11 @@ def airflow_db() -> Path:
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
     return Path(_AIRFLOW_HOME)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_quota_pacers() -> None:
+    """Each test starts with no learnt quota: pacers are per process and would carry waits across tests."""
+    from callcov_provider.hooks.pacing import forget_pacers
+
+    forget_pacers()

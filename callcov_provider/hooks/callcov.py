@@ -23,6 +23,7 @@ from callcov_provider.exceptions import (
 )
 from callcov_provider.hooks import async_pool, validation
 from callcov_provider.hooks.config import ClientSettings, parse_extras, settings_from_connection
+from callcov_provider.hooks.pacing import QuotaPacer, pacer_for
 from callcov_provider.hooks.retry import RetryPolicy
 from callcov_provider.hooks.transport import (
     ModelT,
@@ -65,8 +66,8 @@ class CallCovHook(BaseHook):
     Nothing is looked up or sent when the hook is built: the connection is read on first use.
 
     Retries follow :class:`~callcov_provider.hooks.retry.RetryPolicy` on both paths: GETs retry on
-    connection errors, timeouts, 429 and 500/502/503/504; POSTs retry on 429, 503 and failures before the
-    request was sent, and also on the ambiguous failures (read timeout, dropped connection, 500/502/504)
+    connection errors, timeouts, 429 and 500/502/503/504; POSTs retry on 429 and failures before the
+    request was sent, and also on the ambiguous failures (read timeout, dropped connection, 500/502/503/504)
     because every POST carries an ``Idempotency-Key``, so a replay returns the first analysis rather than
     creating a second. Set the extra ``retry_ambiguous_posts`` to ``false`` for a server that ignores the key.
 
@@ -88,6 +89,7 @@ class CallCovHook(BaseHook):
         self._settings: ClientSettings | None = None
         self._session: requests.Session | None = None
         self._async_client: httpx.AsyncClient | None = None
+        self._pacer: QuotaPacer | None = None
         # Replaceable in tests, so that retry waits can be asserted without sleeping.
         self.sleep: Callable[[float], None] = time.sleep
         self.async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
@@ -220,6 +222,17 @@ class CallCovHook(BaseHook):
             await self._async_client.aclose()
             self._async_client = None
 
+    @property
+    def pacer(self) -> QuotaPacer:
+        """
+        The quota pacer this hook's requests take turns on: one per account (connection, API URL and key)
+        and process, shared by every hook and thread that talks to it. Reads the connection on first use.
+        """
+        if self._pacer is None:
+            settings = self.settings if self._settings is None else self._settings
+            self._pacer = pacer_for(self.callcov_conn_id, settings.base_url, settings.account_fingerprint)
+        return self._pacer
+
     # -- the sync wire -----------------------------------------------------------------------------------
 
     def _send(
@@ -243,11 +256,16 @@ class CallCovHook(BaseHook):
         headers = settings.auth_headers()
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
+        retry_policy = policy or settings.retry_policy
         controller = RetryController(
-            policy or settings.retry_policy, method, f"{method} {path}", classify_requests_error, self.log
+            retry_policy, method, f"{method} {path}", classify_requests_error, self.log
         )
+        pacer = self.pacer
+        submission = method == "POST"
+        own_gate = [0.0]  # the latest gate this request's own 429s set, which its retry waits sleep out
 
         def attempt() -> RawResponse:
+            pacer.wait_turn(self.sleep, submission=submission, waited_until=own_gate[0])
             cleanup: Callable[[], None] = _noop
             data: Any = None
             request_headers = dict(headers)
@@ -266,9 +284,11 @@ class CallCovHook(BaseHook):
                     timeout=(settings.connect_timeout, settings.read_timeout),
                     allow_redirects=False,
                 )
-                return RawResponse(response.status_code, dict(response.headers), response.content)
+                raw = RawResponse(response.status_code, dict(response.headers), response.content)
             finally:
                 cleanup()
+            own_gate[0] = max(own_gate[0], _teach(pacer, retry_policy, raw, submission=submission))
+            return raw
 
         try:
             return tenacity.Retrying(sleep=self.sleep, **controller.tenacity_kwargs())(attempt)
@@ -316,11 +336,17 @@ class CallCovHook(BaseHook):
             settings.retry_policy, method, f"{method} {path}", classify_httpx_error, self.log
         )
 
+        pacer = self.pacer
+        own_gate = [0.0]
+
         async def attempt() -> RawResponse:
+            await pacer.await_turn(self.async_sleep, submission=False, waited_until=own_gate[0])
             # Bounded concurrency per loop: a burst of answers never stalls the other triggers.
             async with async_pool.in_flight_limit():
                 response = await client.request(method, url, params=params, headers=settings.auth_headers())
-            return RawResponse(response.status_code, dict(response.headers), response.content)
+            raw = RawResponse(response.status_code, dict(response.headers), response.content)
+            own_gate[0] = max(own_gate[0], _teach(pacer, settings.retry_policy, raw, submission=False))
+            return raw
 
         try:
             retrying = tenacity.AsyncRetrying(sleep=self.async_sleep, **controller.tenacity_kwargs())
@@ -556,6 +582,18 @@ class CallCovHook(BaseHook):
         except CallCovError as err:
             return False, f"CallCov API error: {err}"
         return True, f"Connected to the CallCov API at {settings.base_url}"
+
+
+def _teach(pacer: QuotaPacer, policy: RetryPolicy, response: RawResponse, *, submission: bool) -> float:
+    """
+    Tell the pacer what an answer says about the quota (a 429's wait, or an accepted submission), and
+    return the gate a 429 set (0 otherwise).
+    """
+    if response.status == 429:
+        return pacer.rate_limited(policy.paced_wait(response.outcome()), submission=submission)
+    if submission and 200 <= response.status < 300:
+        pacer.accepted()
+    return 0.0
 
 
 def _noop() -> None:

@@ -48,6 +48,13 @@ class ClientSettings:
         return self.base_url + path
 
     @property
+    def account_fingerprint(self) -> str:
+        """A short digest naming the account behind the key, safe to keep and compare (never the key)."""
+        import hashlib
+
+        return hashlib.sha256(self.api_key.encode()).hexdigest()[:16]
+
+    @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in any output."""
         return (self.api_key,) if self.api_key else ()

@@ -22,7 +22,13 @@ from callcov_provider.exceptions import (
     UnexpectedResponseError,
     error_from_response,
 )
-from callcov_provider.hooks.retry import Outcome, RetryPolicy, TransportFailure, server_requested_wait
+from callcov_provider.hooks.retry import (
+    UNANNOUNCED_QUOTA_WAIT,
+    Outcome,
+    RetryPolicy,
+    TransportFailure,
+    server_requested_wait,
+)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -42,6 +48,10 @@ class RawResponse:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
 
+    def outcome(self) -> Outcome:
+        """This response as the retry policy sees it."""
+        return Outcome(status=self.status, headers=self.headers, body=self.body[:4096])
+
     @property
     def content_type(self) -> str | None:
         """The response's ``Content-Type``, if any."""
@@ -60,13 +70,17 @@ def raise_for_status(response: RawResponse, *, secrets: Iterable[str] = ()) -> N
     """
     if 200 <= response.status < 300:
         return
-    raise error_from_response(
+    retry_after = server_requested_wait(response.headers, body=response.body, status=response.status)
+    if response.status == 429 and retry_after is None:
+        retry_after = UNANNOUNCED_QUOTA_WAIT
+    error = error_from_response(
         response.status,
         response.body,
         content_type=response.content_type,
-        retry_after=server_requested_wait(response.headers),
+        retry_after=retry_after,
         secrets=secrets,
     )
+    raise error
 
 
 def parse_model(
@@ -181,7 +195,7 @@ class RetryController:
             failure = self.classify(attempt.exception())
             return None if failure is None else Outcome(failure=failure)
         response: RawResponse = attempt.result()
-        return Outcome(status=response.status, headers=response.headers)
+        return response.outcome()
 
     def should_retry(self, retry_state: Any) -> bool:
         """tenacity ``retry=`` hook: decide, remember the wait, and log the retry."""

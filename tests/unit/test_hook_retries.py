@@ -20,6 +20,7 @@ from callcov_provider.exceptions import (
     ServerError,
 )
 from callcov_provider.hooks.callcov import CallCovHook
+from callcov_provider.hooks.retry import UNANNOUNCED_QUOTA_WAIT
 from tests.unit.conftest import ANALYSIS_001, API, SleepRecorder, analysis
 from tests.unit.test_hook_sync import refused
 
@@ -41,14 +42,18 @@ def test_get_retries_server_errors_with_bounded_full_jitter(
     assert hook.get_analysis("a1").id == "a1"
     assert len(requests_mock.request_history) == 6
     assert len(sleeps.waits) == 5
-    for attempt, wait in enumerate(sleeps.waits, start=1):
+    for attempt, wait in enumerate(sleeps.waits[:4], start=1):
         assert 0.0 <= wait <= 2.0 ** (attempt - 1)
+    # A 429 that names no wait outlasts a one-minute quota window (plus jitter) rather than backing off.
+    assert UNANNOUNCED_QUOTA_WAIT <= sleeps.waits[4] <= UNANNOUNCED_QUOTA_WAIT + 2
     messages = retry_warnings(hook_logs)
     assert len(messages) == 5
     for attempt, (status, message, wait) in enumerate(
-        zip((500, 502, 503, 504, 429), messages, sleeps.waits, strict=False), 1
+        zip((500, 502, 503, 504), messages, sleeps.waits, strict=False), 1
     ):
         assert message == f"CallCov GET /analysis/a1: HTTP {status}; retry {attempt} of 5 in {wait:.2f}s"
+    # Quota waits are counted apart from failures, against their own bound.
+    assert messages[4] == f"CallCov GET /analysis/a1: HTTP 429; retry 1 of 20 in {sleeps.waits[4]:.2f}s"
 
 
 def test_retry_after_seconds_is_honoured(
@@ -222,14 +227,13 @@ def test_safe_post_failures_still_retry_when_ambiguous_retries_are_off(
         [
             {"exc": refused()},
             {"exc": requests.exceptions.ConnectTimeout},
-            {"status_code": 503},
             {"status_code": 429},
             CREATED,
         ],
     )
     make_hook().submit_analysis(agent_id="a", contact_id="c", audio_url="https://example.com/x.wav")
-    assert len(requests_mock.request_history) == 5
-    assert len(sleeps.waits) == 4
+    assert len(requests_mock.request_history) == 4
+    assert len(sleeps.waits) == 3
 
 
 def test_gets_still_retry_ambiguous_failures_when_post_retries_are_off(

@@ -545,7 +545,7 @@ def test_every_error_body_becomes_its_typed_error(
     message: str,
     field: str | None,
 ) -> None:
-    hook = make_hook(retry_policy=RetryPolicy(max_retries=0))
+    hook = make_hook(retry_policy=RetryPolicy(max_retries=0, max_rate_limited_retries=0))
     kwargs: dict[str, Any] = {"status_code": status}
     if isinstance(body, str):
         kwargs["text"] = body

@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from callcov_provider.hooks.retry import Outcome, RetryPolicy, TransportFailure, server_requested_wait
+from callcov_provider.hooks.retry import (
+    UNANNOUNCED_QUOTA_WAIT,
+    Outcome,
+    RetryPolicy,
+    TransportFailure,
+    server_requested_wait,
+)
 from callcov_provider.hooks.transport import RetryController
 
 
@@ -24,8 +30,9 @@ def floor(low: float, high: float) -> float:
 
 
 GET_RETRIES = {429, 500, 502, 503, 504}
-POST_RETRIES_SAFE = {429, 503}
-POST_RETRIES_AMBIGUOUS = {500, 502, 504}
+POST_RETRIES_SAFE = {429}
+# 503 is what a lost acceptance looks like: retried only when a replay is known to be harmless.
+POST_RETRIES_AMBIGUOUS = {500, 502, 503, 504}
 STATUSES = [400, 401, 403, 404, 408, 409, 413, 422, 429, 500, 501, 502, 503, 504, 505]
 
 
@@ -165,7 +172,8 @@ def test_a_paced_429_has_its_own_larger_retry_bound() -> None:
     failing = Outcome(status=503, headers={"Retry-After": "1"})
     assert policy.next_wait("GET", 6, paced, 0.0, rng=floor) == 1.0
     assert policy.next_wait("GET", 7, paced, 0.0, rng=floor) is None
-    assert policy.next_wait("GET", 3, unpaced, 0.0, rng=floor) is None
+    # A 429 that names no wait is still a quota wait, never a failure: it outlasts a one-minute window.
+    assert policy.next_wait("GET", 3, unpaced, 0.0, rng=floor) == UNANNOUNCED_QUOTA_WAIT
     assert policy.next_wait("GET", 3, failing, 0.0, rng=floor) is None
     # The deadline still bounds every wait.
     assert policy.next_wait("GET", 1, paced, policy.deadline - 0.5, rng=floor) is None
