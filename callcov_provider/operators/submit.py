@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
@@ -20,6 +19,7 @@ from callcov_provider.exceptions import (
 )
 from callcov_provider.links import ANALYSIS_URL_XCOM_KEY, CallCovAnalysisLink, dashboard_url
 from callcov_provider.models import Analysis, AnalysisStatus
+from callcov_provider.operators.submission import CALL_FIELDS, call_key, submit_call
 
 if TYPE_CHECKING:
     import jinja2
@@ -29,17 +29,6 @@ if TYPE_CHECKING:
 
 #: XCom key of the finished analysis, pushed when the operator waits for it.
 ANALYSIS_XCOM_KEY = "analysis"
-
-
-def default_idempotency_key(dag_id: str, task_id: str, run_id: str, map_index: int) -> str:
-    """
-    The idempotency key of a task instance's submission: the same on every try of the task.
-
-    The try number is left out on purpose, so neither the hook's retries nor a task retry after a lost
-    response can create a second analysis.
-    """
-    digest = hashlib.sha256(f"{dag_id}\x1f{task_id}\x1f{run_id}\x1f{map_index}".encode()).hexdigest()
-    return f"airflow-{digest[:40]}"
 
 
 def as_bool(value: Any, field: str) -> bool:
@@ -83,12 +72,6 @@ def mask_url_secrets(url: Any) -> None:
         mask_secret(part)
 
 
-def successor_key(key: str, failed_analysis_id: str) -> str:
-    """A new key, derived from ``key``, for resubmitting after the analysis it produced failed."""
-    digest = hashlib.sha256(f"{key}\x1f{failed_analysis_id}".encode()).hexdigest()
-    return f"airflow-{digest[:40]}"
-
-
 class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[misc]
     """
     Submit a call recording for analysis; return the analysis id.
@@ -98,9 +81,13 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
     the task runs.
 
     The submission's idempotency key defaults to one derived from the DAG id, task id, run id and map
-    index (not the try number): a task retry after a lost response gets the analysis the first try created
-    instead of a second one. If that replay is an analysis that already *failed*, it is submitted once
-    more under a key derived from the old one.
+    index (not the try number) and the recording: the file's bytes, or the URL without its query string
+    and fragment. A task retry or a clear that sends the same recording (a re-signed URL included) gets
+    the analysis the first try created instead of a second one; a recording that was replaced gets a new
+    analysis. If the replay is an analysis that already *failed*, it is submitted once more under a key
+    derived from the old one; a 409 ``idempotency_conflict`` (same recording, other fields) is submitted
+    under a key derived from the new fields. Pass ``idempotency_key`` to choose the key yourself, e.g.
+    ``"{{ run_id }}-{{ ti.try_number }}"`` to force a fresh analysis on every try.
 
     With ``wait_for_completion`` the task waits for the analysis and pushes it, finished, under the XCom
     key ``analysis``; a ``failed`` analysis fails the task with the server's reason. Waiting happens in the
@@ -212,24 +199,14 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
 
     # -- submitting --------------------------------------------------------------------------------------
 
+    def _call(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in CALL_FIELDS}
+
     def _base_key(self, context: Context) -> str:
         if self.idempotency_key:
             return str(self.idempotency_key)
         ti = context["ti"]
-        return default_idempotency_key(ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
-
-    def _submit_once(self, key: str) -> Analysis:
-        return self.hook.submit_analysis(
-            agent_id=self.agent_id,
-            contact_id=self.contact_id,
-            audio_file=self.audio_file,
-            audio_url=self.audio_url,
-            call_direction=self.call_direction,
-            call_timestamp=self.call_timestamp,
-            metadata=self.metadata,
-            webhook_url=self.webhook_url,
-            idempotency_key=key,
-        )
+        return call_key((ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1)), self._call())
 
     def _normalise(self) -> None:
         """Coerce the waiting arguments, which may have been rendered from templates as text."""
@@ -246,22 +223,13 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
         a failure on the first try is the analysis's own and is reported as such (the task fails with the
         server's reason), as is a resubmission that comes back failed again.
         """
-        key = self._base_key(context)
         try:
-            analysis = self._submit_once(key)
+            key = self._base_key(context)
+            hops_allowed = max(0, int(getattr(context["ti"], "try_number", 1)) - 1)
+            analysis = submit_call(self.hook, self._call(), key, failed_replays_allowed=hops_allowed)
         except InvalidRequestError as err:
             # The same request would be refused again: fail now instead of spending the task's retries.
             raise AirflowFailException(f"CallCov refused the submission: {err}") from err
-        hops_allowed = max(0, int(getattr(context["ti"], "try_number", 1)) - 1)
-        while analysis.status is AnalysisStatus.FAILED and hops_allowed > 0:
-            self.log.warning(
-                "Submission replayed analysis %s, which failed on an earlier try (%s); submitting again",
-                analysis.id,
-                analysis.error_message or "no reason given",
-            )
-            key = successor_key(key, analysis.id)
-            analysis = self._submit_once(key)
-            hops_allowed -= 1
         context["ti"].xcom_push(
             key=ANALYSIS_URL_XCOM_KEY, value=dashboard_url(self.hook.settings.dashboard_url, analysis.id)
         )

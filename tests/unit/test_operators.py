@@ -13,13 +13,9 @@ import pytest
 import requests_mock as rm
 
 from callcov_provider.exceptions import AnalysisFailedError, CallCovError, DeadlineExceededError
+from callcov_provider.idempotency import submission_key, successor_key
 from callcov_provider.links import ANALYSIS_URL_XCOM_KEY, CallCovAnalysisLink
-from callcov_provider.operators.submit import (
-    ANALYSIS_XCOM_KEY,
-    SubmitAnalysisOperator,
-    default_idempotency_key,
-    successor_key,
-)
+from callcov_provider.operators.submit import ANALYSIS_XCOM_KEY, SubmitAnalysisOperator
 from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
 from callcov_provider.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.unit.conftest import API, analysis
@@ -61,6 +57,13 @@ class StateStore(dict[str, Any]):
 
 def ctx(ti: FakeTI | None = None, **extra: Any) -> Any:
     return {"ti": ti or FakeTI(), **extra}
+
+
+def default_key(run_id: str = "manual__2026-01-01", map_index: int = -1, url: str = AUDIO_URL) -> str:
+    """The key ``make_op()``'s submission gets: its task instance, ids and recording (URL without query)."""
+    return submission_key(
+        "daily", "submit", run_id, map_index, "agent_1", "customer_1", recording=f"url:{url}"
+    )
 
 
 def make_op(**kwargs: Any) -> SubmitAnalysisOperator:
@@ -187,7 +190,7 @@ def test_default_key_is_stable_across_tries_and_differs_per_map_index_and_run(ap
     ):
         op.execute(ctx(ti))
     sent = keys(api)
-    assert sent[0] == sent[1] == default_idempotency_key("daily", "submit", "manual__2026-01-01", -1)
+    assert sent[0] == sent[1] == default_key()
     assert sent[2] == sent[3]
     assert len({sent[0], sent[2], sent[4], sent[5]}) == 4
 
@@ -208,7 +211,7 @@ def test_replayed_failure_on_a_retry_is_resubmitted_once_under_a_successor_key(a
     )
     ti = FakeTI(try_number=2)
     assert make_op().execute(ctx(ti)) == "new"
-    first = default_idempotency_key("daily", "submit", "manual__2026-01-01", -1)
+    first = default_key()
     assert keys(api) == [first, successor_key(first, "old")]
     assert ti.xcoms[ANALYSIS_URL_XCOM_KEY].endswith("/analyses/new")
 
@@ -416,7 +419,7 @@ def test_worker_wait_reconnects_to_the_stored_analysis(api: rm.Mocker, no_sleep:
     else:
         # Below 3.3 nothing is stored between tries: the retry submits again, under the same key as
         # the first try, so the API hands back the analysis that try created instead of a second one.
-        assert keys(api) == [default_idempotency_key("daily", "submit", "manual__2026-01-01", -1)]
+        assert keys(api) == [default_key()]
     assert ti.xcoms[ANALYSIS_URL_XCOM_KEY].endswith("/analyses/anl_1")
 
 
@@ -489,3 +492,35 @@ def test_link_is_on_the_operator_and_in_the_provider_info() -> None:
     assert CallCovAnalysisLink.name == "CallCov Analysis"
     assert "callcov_provider.links.CallCovAnalysisLink" in get_provider_info()["extra-links"]
     assert [link.name for link in make_op().operator_extra_links] == ["CallCov Analysis"]
+
+
+def test_the_default_key_follows_the_recording(api: rm.Mocker, tmp_path: Any) -> None:
+    api.post(SUBMIT_URL, json=body("anl_1"), status_code=201)
+    signed = [f"{AUDIO_URL}?X-Amz-Signature={n}&X-Amz-Date=2026120{n}" for n in (1, 2)]
+    for url in signed:
+        make_op(audio_url=url).execute(ctx(FakeTI()))
+    make_op(audio_url=AUDIO_URL.replace("call-001", "call-002")).execute(ctx(FakeTI()))
+    first = tmp_path / "call.wav"
+    first.write_bytes(b"RIFF" + b"\x00" * 64)
+    make_op(audio_url=None, audio_file=str(first)).execute(ctx(FakeTI()))
+    make_op(audio_url=None, audio_file=str(first)).execute(ctx(FakeTI()))
+    first.write_bytes(b"RIFF" + b"\x01" * 64)  # the recording was replaced under the same name
+    make_op(audio_url=None, audio_file=str(first)).execute(ctx(FakeTI()))
+    sent = keys(api)
+    # A re-signed URL names the same recording: the same key, so the API replays the first analysis.
+    assert sent[0] == sent[1] == default_key()
+    assert sent[2] != sent[0]
+    # The same bytes replay; replaced bytes get a new key (a new analysis, not a 409).
+    assert sent[3] == sent[4]
+    assert sent[5] not in (sent[3], sent[4])
+
+
+def test_a_409_is_resubmitted_under_a_key_for_the_new_request(api: rm.Mocker) -> None:
+    conflict = {"error": {"code": "idempotency_conflict", "message": "Key reused with a different request"}}
+    api.post(
+        SUBMIT_URL, [{"json": conflict, "status_code": 409}, {"json": body("anl_2"), "status_code": 201}]
+    )
+    assert make_op(metadata={"queue": "billing"}).execute(ctx(FakeTI())) == "anl_2"
+    sent = keys(api)
+    assert sent[0] == default_key()
+    assert sent[1] not in (sent[0], None)
