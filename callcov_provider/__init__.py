@@ -14,6 +14,7 @@ from callcov_provider.version import __version__
 
 if TYPE_CHECKING:
     from callcov_provider.hooks.callcov import CallCovHook
+    from callcov_provider.operators.batch import SubmitAnalysisBatchOperator
     from callcov_provider.operators.list_analyses import ListAnalysesOperator
     from callcov_provider.operators.submit import SubmitAnalysisOperator
     from callcov_provider.sensors.analysis import AnalysisCompletedSensor
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     "CallCovHook": "callcov_provider.hooks.callcov",
     "SubmitAnalysisOperator": "callcov_provider.operators.submit",
+    "SubmitAnalysisBatchOperator": "callcov_provider.operators.batch",
     "ListAnalysesOperator": "callcov_provider.operators.list_analyses",
     "AnalysisCompletedSensor": "callcov_provider.sensors.analysis",
     "AnalysisCompletedTrigger": "callcov_provider.triggers.analysis",
@@ -32,6 +34,7 @@ __all__ = [
     "AnalysisCompletedTrigger",
     "CallCovHook",
     "ListAnalysesOperator",
+    "SubmitAnalysisBatchOperator",
     "SubmitAnalysisOperator",
     "__version__",
 ]

@@ -29,6 +29,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "CallCov",
                 "python-modules": [
                     "callcov_provider.operators.submit",
+                    "callcov_provider.operators.batch",
                     "callcov_provider.operators.list_analyses",
                 ],
             }

@@ -5,8 +5,13 @@ The day's recordings sit in ``<root>/<YYYY-MM-DD>/`` with a ``calls.csv`` manife
 ``agent_id``, ``contact_id``, ``call_direction``, ``call_timestamp``). The DAG
 
 1. discovers the calls, skipping (and logging) rows that are malformed or name a missing or unsupported
-   file; an empty day ends the run as skipped;
-2. submits every call with one mapped :class:`SubmitAnalysisOperator`;
+   file, and splits them into chunks of ``CALLCOV_CHUNK_SIZE`` calls (250 by default); an empty day ends
+   the run as skipped;
+2. submits each chunk with one :class:`SubmitAnalysisBatchOperator` task instance, mapped over the
+   chunks (Airflow maps at most 1,024 task instances, so 250-call chunks cover 256,000 calls a day);
+   each paces itself to the API's quota, and at most two chunks of a run send at once (put them in a
+   pool, ``CALLCOV_POOL``, to share the quota with other DAGs); a call the API refuses is reported in
+   the chunk's result and the day goes on;
 3. waits for the whole batch with one deferrable :class:`AnalysisCompletedSensor` (failed analyses are
    reported, not fatal);
 4. lists the completed analyses with :class:`ListAnalysesOperator`, only the fields the report needs;
@@ -30,14 +35,21 @@ from airflow.providers.common.compat.sdk import DAG, AirflowSkipException, Param
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from callcov_provider.example_assets import DAILY_REPORT_ASSET, default_reports_root
+from callcov_provider.operators.batch import SubmitAnalysisBatchOperator
 from callcov_provider.operators.list_analyses import ListAnalysesOperator
-from callcov_provider.operators.submit import SubmitAnalysisOperator
 from callcov_provider.sensors.analysis import AnalysisCompletedSensor
 
 #: Where the demo writes its recordings; set CALLCOV_RECORDINGS_ROOT or the ``root`` param for yours.
 DEFAULT_RECORDINGS_ROOT = os.environ.get(
     "CALLCOV_RECORDINGS_ROOT", str(Path(__file__).resolve().parents[1] / ".demo" / "recordings")
 )
+
+#: Calls per submitting task instance: 1,024 chunks (Airflow's mapping limit) of 250 is 256,000 calls.
+CHUNK_SIZE = int(os.environ.get("CALLCOV_CHUNK_SIZE", "250"))
+
+#: The Airflow pool the chunks take a slot of; create one (``airflow pools set callcov 1 "CallCov quota"``)
+#: so every DAG that talks to the same account shares the quota instead of competing for it.
+POOL = os.environ.get("CALLCOV_POOL", "default_pool")
 
 #: Seconds between status checks of the batch (the demo polls faster than a real day needs).
 POLL_INTERVAL = float(os.environ.get("CALLCOV_POLL_INTERVAL", "30"))
@@ -75,8 +87,11 @@ with DAG(
 ) as dag:
 
     @task
-    def discover(params: dict[str, Any], ds: str, ti: Any = None) -> list[dict[str, Any]]:
-        """Read the day's manifest: return the valid calls; the skipped rows go to the XCom "skipped"."""
+    def discover(params: dict[str, Any], ds: str, ti: Any = None) -> list[list[dict[str, Any]]]:
+        """
+        Read the day's manifest: return the valid calls in chunks of ``CHUNK_SIZE``; the skipped rows go
+        to the XCom "skipped".
+        """
         from callcov_provider.manifest import read_manifest
 
         day_dir = Path(params["root"]) / ds
@@ -86,16 +101,20 @@ with DAG(
         if not calls:
             raise AirflowSkipException(f"No calls to analyse in {day_dir}")
         ti.xcom_push(key="skipped", value=skipped)
-        print(f"{len(calls)} calls to analyse, {len(skipped)} rows skipped")
-        return calls
+        chunks = [calls[start : start + CHUNK_SIZE] for start in range(0, len(calls), CHUNK_SIZE)]
+        print(f"{len(calls)} calls to analyse in {len(chunks)} chunk(s), {len(skipped)} rows skipped")
+        return chunks
 
     discovered = discover()
 
-    submitted = SubmitAnalysisOperator.partial(
+    submitted = SubmitAnalysisBatchOperator.partial(
         task_id="submit",
+        pool=POOL,
+        # Chunks of one run share the account's quota: two at a time keep it busy without a crowd of 429s.
+        max_active_tis_per_dagrun=2,
         retries=3,
         retry_delay=timedelta(seconds=20),
-    ).expand_kwargs(discovered)
+    ).expand(calls=discovered)
 
     wait = AnalysisCompletedSensor(
         task_id="wait_for_analyses",
@@ -104,9 +123,10 @@ with DAG(
         fail_on_failed=False,
         poke_interval=POLL_INTERVAL,
         timeout=6 * 60 * 60,
-        # A call the API refused at submission fails its own mapped task; the rest of the day goes on.
-        # NONE_SKIPPED (not ALL_DONE): wait once every submission is done, whatever its outcome, but skip
-        # when the submissions were skipped (an empty day), so that the whole run ends as skipped.
+        # The chunks' outcomes, as they are: refused calls have no analysis and are not waited for.
+        # NONE_SKIPPED (not ALL_DONE): wait once every chunk is done, whatever its outcome (a chunk that
+        # failed after its retries leaves its accepted calls to wait for), but skip when the chunks were
+        # skipped (an empty day), so that the whole run ends as skipped.
         trigger_rule=TriggerRule.NONE_SKIPPED,
     )
 
@@ -121,7 +141,7 @@ with DAG(
 
     @task(outlets=[DAILY_REPORT_ASSET])
     def report(
-        calls: list[dict[str, Any]],
+        chunks: list[list[dict[str, Any]]],
         statuses: list[dict[str, Any]],
         analyses: list[dict[str, Any]],
         params: dict[str, Any],
@@ -134,7 +154,7 @@ with DAG(
         skipped = ti.xcom_pull(task_ids="discover", key="skipped") or []
         daily = build_daily_report(
             day=ds,
-            calls=calls,
+            calls=[call for chunk in chunks for call in chunk],
             statuses=statuses,
             analyses=analyses,
             skipped=skipped,

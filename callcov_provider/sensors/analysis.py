@@ -27,7 +27,9 @@ class AnalysisCompletedSensor(BaseSensorOperator):
     Wait until one analysis, or a whole batch, is ``completed`` or ``failed``.
 
     ``analysis_id`` is one id or any sequence of ids, such as the XCom of a mapped
-    :class:`~callcov_provider.operators.submit.SubmitAnalysisOperator` (a lazy sequence, passed as is).
+    :class:`~callcov_provider.operators.submit.SubmitAnalysisOperator` (a lazy sequence, passed as is), or
+    the return value of :class:`~callcov_provider.operators.batch.SubmitAnalysisBatchOperator`, mapped over
+    chunks or not (refused calls, which have no analysis, are skipped).
     A batch is polled with a bounded number of list requests per cycle, not one GET per id, in every mode.
 
     One id returns the finished analysis as a dict. Many ids return a compact list in input order, one
@@ -41,7 +43,7 @@ class AnalysisCompletedSensor(BaseSensorOperator):
     time raises Airflow's sensor timeout, or skips the task under ``soft_fail``. When deferring, the
     deadline travels to the trigger as an absolute time.
 
-    :param analysis_id: One analysis id, or a sequence of them (templated).
+    :param analysis_id: One analysis id, a sequence of them, or batch outcomes (templated).
     :param callcov_conn_id: The CallCov connection id.
     :param fail_on_failed: Raise when an analysis failed (default), or return it with its status.
     :param deferrable: Wait in the triggerer (default: ``[operators] default_deferrable``).
@@ -88,16 +90,20 @@ class AnalysisCompletedSensor(BaseSensorOperator):
         return isinstance(self.analysis_id, str)
 
     def _ids(self) -> list[str]:
-        """The ids to wait for, from one id or any sequence (a mapped task's lazy XCom included)."""
-        if isinstance(self.analysis_id, str):
-            values: list[Any] = [self.analysis_id]
-        elif isinstance(self.analysis_id, (bytes, dict)) or not hasattr(self.analysis_id, "__iter__"):
+        """
+        The ids to wait for, from one id, any sequence (a mapped task's lazy XCom included), or the
+        outcomes of :class:`~callcov_provider.operators.batch.SubmitAnalysisBatchOperator` (mapped or
+        not): refused calls have no analysis and are skipped.
+        """
+        from callcov_provider.operators.batch import analysis_ids_from
+
+        if isinstance(self.analysis_id, dict) and "analysis_id" not in self.analysis_id:
             raise InvalidRequestError(
-                f"analysis_id must be an id or a sequence of ids, got {type(self.analysis_id).__name__}",
+                "analysis_id must be an id, a sequence of ids or batch outcomes, got a dict without "
+                "'analysis_id'",
                 field="analysis_id",
             )
-        else:
-            values = list(self.analysis_id)
+        values = analysis_ids_from(self.analysis_id)
         ids = [str(v).strip() for v in values if v is not None and str(v).strip()]
         if len(ids) < len(values):
             # A mapped submit whose instance failed leaves no id behind; the rest of the batch goes on.

@@ -5,11 +5,13 @@ the run's conf, so one file serves every test: ``{"calls": [{agent_id, contact_i
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pendulum
 from airflow.providers.common.compat.sdk import DAG, task
 
+from callcov_provider.operators.batch import SubmitAnalysisBatchOperator
 from callcov_provider.operators.list_analyses import ListAnalysesOperator
 from callcov_provider.operators.submit import SubmitAnalysisOperator
 from callcov_provider.sensors.analysis import AnalysisCompletedSensor
@@ -60,3 +62,10 @@ for deferrable in (True, False):
             timeout=120,
         )
     globals()[dag_id] = dag
+
+with DAG("it_batch_retry", schedule=None, start_date=START, catchup=False) as dag:
+    # One batch task that may fail half way (a fault the test injects) and is retried at once.
+    SubmitAnalysisBatchOperator(
+        task_id="submit", calls=calls_from_conf(), retries=1, retry_delay=timedelta(0)
+    )
+    globals()["it_batch_retry"] = dag

@@ -229,7 +229,8 @@ def test_daily_batch_on_scheduler_and_triggerer(stack: Stack) -> None:
     states = _states(tis)
     assert run["state"] == "success", f"{states}{stack.log_tail()}"
     assert states["discover"] == ["success"]
-    assert sorted(s or "" for s in states["submit"]) == ["failed"] + ["success"] * 12, states
+    # One chunk of 13 calls: the call the API refused is reported in the chunk's outcomes, not fatal.
+    assert states["submit"] == ["success"], states
     assert states["wait_for_analyses"] == ["success"]
     assert states["list_completed"] == ["success"]
     assert states["report"] == ["success"]

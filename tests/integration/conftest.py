@@ -100,6 +100,11 @@ class RunResult:
     def xcom(self, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
         return self.xcoms[(task_id, map_index, key)]
 
+    def batch_outcomes(self, task_id: str = "submit") -> list[dict[str, Any]]:
+        """The outcomes of a batch operator mapped over chunks, chunk after chunk, in input order."""
+        indexes = sorted(i for (task, i, key) in self.xcoms if task == task_id and key == "return_value")
+        return [outcome for i in indexes for outcome in self.xcom(task_id, map_index=i)]
+
 
 def run_dag(dag: Any, **kwargs: Any) -> RunResult:
     """Run ``dag.test()`` and collect what it left in the metadata database."""

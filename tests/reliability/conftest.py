@@ -41,7 +41,8 @@ def write_day(root: Path, day: str, count: int, *, seconds: float = 0.25) -> lis
                 "agent_id": AGENTS[index % len(AGENTS)],
                 "contact_id": f"customer_{index:03d}",
                 "call_direction": "inbound" if index % 2 else "outbound",
-                "call_timestamp": f"{day}T{9 + index // 60:02d}:{index % 60:02d}:00Z",
+                # A call a minute from 08:00, wrapping within the working day for large days.
+                "call_timestamp": f"{day}T{8 + (index // 60) % 12:02d}:{index % 60:02d}:00Z",
             }
         )
     with (folder / "calls.csv").open("w", newline="", encoding="utf-8") as handle:

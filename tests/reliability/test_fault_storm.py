@@ -3,8 +3,8 @@
 
 Faults: 500/502/503/504, bursts of 429 (Retry-After 1 s), dropped connections, added latency, and
 submissions accepted and then their response lost (as a 503, or as a dropped connection). The run must
-succeed on the hook's own retries (every submit task on its first try), the emulator must hold exactly 100
-analyses, one per idempotency key, and the report must cover all 100 calls.
+succeed on the hook's own retries (every chunk's submit task on its first try), the emulator must hold
+exactly 100 analyses, one per idempotency key, and the report must cover all 100 calls.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from tests.reliability.conftest import logical_date, read_scorecards, write_day,
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("airflow_db")]
 
 CALLS = 100
+#: Four chunks of the batch operator, two sending at a time.
+CHUNK_SIZE = 25
 #: Per request: 4 x 3% injected 5xx, 4% dropped connections; per submission another 10% accepted-then-lost.
 ERROR_RATES = {500: 0.03, 502: 0.03, 503: 0.03, 504: 0.03}
 DROP_RATE = 0.04
@@ -99,6 +101,7 @@ def test_daily_batch_survives_a_fault_storm(
             "AIRFLOW_CONN_CALLCOV_DEFAULT", emu.connection_json(max_retries=10, retry_deadline=120)
         )
         monkeypatch.setenv("CALLCOV_POLL_INTERVAL", "0.5")
+        monkeypatch.setenv("CALLCOV_CHUNK_SIZE", str(CHUNK_SIZE))
         dag = load_dag("callcov_daily_batch.py", "callcov_daily_batch")
         conductor = Conductor(emu.control)
         conductor.start()
@@ -118,7 +121,7 @@ def test_daily_batch_survives_a_fault_storm(
     retry_lines = re.findall(r"CallCov (GET|POST) [^:]*: ([^;]*); retry \d+ of", output.out + output.err)
     assert result.state == "success", result.states
     submits = {k: v for k, v in result.states.items() if k[0] == "submit"}
-    assert len(submits) == CALLS
+    assert len(submits) == CALLS // CHUNK_SIZE
     assert set(submits.values()) == {"success"}
 
     # Every submit succeeded on its first try: the hook's retries absorbed the faults, not task retries.
@@ -137,7 +140,9 @@ def test_daily_batch_survives_a_fault_storm(
 
     # Exactly 100 analyses: none lost, none created twice.
     assert len(analyses) == CALLS
-    ids = {result.xcom("submit", map_index=i) for i in range(CALLS)}
+    outcomes = result.batch_outcomes()
+    assert [o["error"] for o in outcomes] == [None] * CALLS
+    ids = {o["analysis_id"] for o in outcomes}
     assert ids == {a["id"] for a in analyses}
     posts = [e for e in log if e["method"] == "POST"]
     keys = {e["idempotency_key"] for e in posts}
