@@ -1,7 +1,7 @@
 """
 DAGs the reliability tests run on real Airflow processes (scheduler, dag-processor, triggerer, API
-server, LocalExecutor): a worker-side durable wait to crash, and a deferred batch sensor whose triggerer
-is restarted. Inputs arrive in the run's conf.
+server, LocalExecutor): a worker-side durable wait to crash, a batch submission to crash half way, and
+a deferred batch sensor whose triggerer is restarted. Inputs arrive in the run's conf.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 import pendulum
 from airflow.providers.common.compat.sdk import DAG, task
 
+from callcov_provider.operators.batch import SubmitAnalysisBatchOperator
 from callcov_provider.operators.submit import SubmitAnalysisOperator
 from callcov_provider.sensors.analysis import AnalysisCompletedSensor
 
@@ -46,4 +47,16 @@ with DAG("reliability_triggerer_restart", schedule=None, start_date=START, catch
         deferrable=True,
         poke_interval=0.5,
         timeout=600,
+    )
+
+
+with DAG("reliability_batch_crash", schedule=None, start_date=START, catchup=False) as batch_crash:
+    # A batch slow enough to be killed half way; progress reaches the task_state_store every second.
+    SubmitAnalysisBatchOperator(
+        task_id="submit",
+        calls=calls_from_conf(),
+        max_in_flight=2,
+        progress_interval=1.0,
+        retries=1,
+        retry_delay=timedelta(seconds=1),
     )

@@ -11,6 +11,9 @@ users admin) and the emulator's audit log.
    (``airflow worker -- <ti id>``, found by walking the process tree of the scheduler's group) is killed
    with SIGKILL while it waits; the retry reconnects to the same analysis (``ResumableJobMixin``,
    ``task_state_store``), so the emulator holds one analysis and saw one submission.
+   ``SubmitAnalysisBatchOperator`` killed the same way a third of the way through 120 calls: the retry
+   resumes from the progress in ``task_state_store`` and the idempotency keys, so every call has exactly
+   one analysis and the retry sends fewer than all of them.
 3. While the batch sensor is deferred, the triggerer is stopped and started again; the new triggerer
    picks the trigger up, polling resumes and the run succeeds.
 """
@@ -258,6 +261,71 @@ def test_worker_crash_reconnects_to_the_same_analysis(deployment: Deployment, tm
     assert len(posts) == 1, posts
     xcom = deployment.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value")
     assert analysis_id in str(xcom["value"])
+
+
+def _worker_of(deployment: Deployment, ti_id: str) -> psutil.Process:
+    """The task's worker process, under the scheduler's group (LocalExecutor -> supervisor -> task)."""
+    title = f"airflow worker -- {ti_id}"
+    scheduler = deployment.processes["scheduler"]
+
+    def worker() -> psutil.Process | None:
+        for process in descendants(scheduler.pid):
+            try:
+                if " ".join(process.cmdline()).strip() == title:
+                    return process
+            except (psutil.NoSuchProcess, ProcessLookupError):
+                continue
+        return None
+
+    return wait_for(worker, timeout=30, what=f"the process {title!r}")
+
+
+def test_worker_killed_half_way_through_a_batch(deployment: Deployment, tmp_path: Path) -> None:
+    emu = deployment.emulator
+    emu.control.reset()
+    count = 120
+    calls = [
+        {
+            "agent_id": f"agent_{i % 4}",
+            "contact_id": f"customer_{i:03d}",
+            "audio_file": str(write_wav(tmp_path / f"call_{i:03d}.wav", 0.05, seed=i + 1)),
+        }
+        for i in range(count)
+    ]
+    # Slow answers, so that the batch takes several seconds and can be killed in the middle.
+    emu.control.set_faults(latency=0.1)
+    try:
+        dag_id = "reliability_batch_crash"
+        run_id = deployment.trigger(dag_id, {"calls": calls})
+        wait_for(lambda: len(emu.control.requests(method="POST")) >= count // 3, timeout=180, what="a third")
+        ti = deployment.task_instance(dag_id, run_id, "submit")
+        assert ti["try_number"] == 1
+        victim = _worker_of(deployment, ti["id"])
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        sent_by_first_try = len(emu.control.requests(method="POST"))
+        assert sent_by_first_try < count
+        assert deployment.wait_for_run(dag_id, run_id, timeout=240) == "success", deployment.logs()
+    finally:
+        emu.control.clear_faults()
+
+    assert deployment.task_instance(dag_id, run_id, "submit")["try_number"] == 2
+    # Exactly one analysis per call, whatever the killed try had sent.
+    analyses = emu.control.analyses()
+    assert len(analyses) == count
+    posts = emu.control.requests(method="POST")
+    by_key: dict[str, set[str]] = {}
+    for entry in posts:
+        if entry.get("analysis_id"):
+            by_key.setdefault(entry["idempotency_key"], set()).add(entry["analysis_id"])
+    assert len(by_key) == count
+    assert all(len(found) == 1 for found in by_key.values())
+    # The retry resumed from what the first try had stored: it did not send every call again.
+    assert len(posts) - sent_by_first_try < count
+    outcomes = deployment.get(
+        f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/submit/xcomEntries/return_value"
+    )
+    assert str(outcomes["value"]).count("analysis_id") == count
 
 
 def test_triggerer_restart_resumes_the_deferred_wait(deployment: Deployment, tmp_path: Path) -> None:
