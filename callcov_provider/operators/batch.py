@@ -234,7 +234,10 @@ class SubmitAnalysisBatchOperator(BaseOperator):
             )
 
         hook = self.hook
-        hook.get_conn()  # read the connection and build the session once, before the threads share them
+        # Read the connection, build the session and find the pacer once, before the threads share them:
+        # connection lookups in a task go through the supervisor and belong to the task's own thread.
+        hook.get_conn()
+        _ = hook.settings, hook.pacer
         transient: list[str] = []
 
         def send(index: int, call: Mapping[str, Any], key: str) -> None:
