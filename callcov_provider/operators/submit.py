@@ -114,14 +114,7 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
     """
 
     template_fields: Sequence[str] = (
-        "agent_id",
-        "contact_id",
-        "audio_file",
-        "audio_url",
-        "call_direction",
-        "call_timestamp",
-        "metadata",
-        "webhook_url",
+        *CALL_FIELDS,
         "idempotency_key",
         "wait_for_completion",
         "deferrable",

@@ -217,26 +217,7 @@ def test_worker_crash_reconnects_to_the_same_analysis(deployment: Deployment, tm
     ti = deployment.task_instance(dag_id, run_id, task_id)
     assert ti["state"] == "running"
     assert ti["try_number"] == 1
-    title = f"airflow worker -- {ti['id']}"
-
-    # The task's worker process, under the scheduler's process group (LocalExecutor -> supervisor -> task).
-    scheduler = deployment.processes["scheduler"]
-
-    def worker() -> psutil.Process | None:
-        for process in descendants(scheduler.pid):
-            try:
-                # The supervisor runs the task in a process (and process group) of its own.
-                if " ".join(process.cmdline()).strip() == title:
-                    return process
-            except (psutil.NoSuchProcess, ProcessLookupError):
-                continue
-        return None
-
-    try:
-        victim = wait_for(worker, timeout=30, what=f"the process {title!r}")
-    except TimeoutError:
-        tree = [(p.pid, os.getpgid(p.pid), " ".join(p.cmdline())) for p in descendants(scheduler.pid)]
-        raise AssertionError(f"no {title!r} under the scheduler (pid {scheduler.pid}): {tree}") from None
+    victim = _worker_of(deployment, ti["id"])
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
     polls_before = len(emu.control.requests(method="GET", path=f"/api/v1/analysis/{analysis_id}"))
@@ -271,13 +252,18 @@ def _worker_of(deployment: Deployment, ti_id: str) -> psutil.Process:
     def worker() -> psutil.Process | None:
         for process in descendants(scheduler.pid):
             try:
+                # The supervisor runs the task in a process (and process group) of its own.
                 if " ".join(process.cmdline()).strip() == title:
                     return process
             except (psutil.NoSuchProcess, ProcessLookupError):
                 continue
         return None
 
-    return wait_for(worker, timeout=30, what=f"the process {title!r}")
+    try:
+        return wait_for(worker, timeout=30, what=f"the process {title!r}")
+    except TimeoutError:
+        tree = [(p.pid, os.getpgid(p.pid), " ".join(p.cmdline())) for p in descendants(scheduler.pid)]
+        raise AssertionError(f"no {title!r} under the scheduler (pid {scheduler.pid}): {tree}") from None
 
 
 def test_worker_killed_half_way_through_a_batch(deployment: Deployment, tmp_path: Path) -> None:
