@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from email.utils import formatdate
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -27,7 +28,7 @@ from callcov_provider.testing.errors import ApiError
 from callcov_provider.testing.faults import FaultPlan, abort_connection
 from callcov_provider.testing.fields import Submission, check_list_query, check_submission
 from callcov_provider.testing.probe import probe_audio
-from callcov_provider.testing.ratelimit import UNLIMITED
+from callcov_provider.testing.ratelimit import UNLIMITED, format_reset
 from callcov_provider.testing.render import analysis_response, legacy_status_response, legacy_submit_response
 from callcov_provider.testing.state import EmulatorState, RequestLogEntry
 from callcov_provider.testing.store import AnalysisRecord, IdempotencyEntry
@@ -113,10 +114,32 @@ class EmulatorApp(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
         """ASGI entry point."""
         path = scope.get("path", "")
-        if scope["type"] == "http" and (path == API_PREFIX or path.startswith(API_PREFIX + "/")):
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)  # type: ignore[arg-type]
+            return
+        send = self._dated(send)
+        if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
             await self.gateway(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)  # type: ignore[arg-type]
+
+    def _dated(self, send: Send) -> Send:
+        """Add a ``Date`` header in the emulator's clock (which may be offset from the wall clock)."""
+        state = self.emulator
+
+        async def dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message)
+                date = formatdate(state.now(), usegmt=True).encode()
+                message["headers"] = [
+                    *(h for h in message.get("headers", []) if h[0].lower() != b"date"),
+                    (b"date", date),
+                ]
+            await send(message)
+
+        # Dropping a connection needs the server's own send (see faults.abort_connection).
+        dated.__wrapped__ = send  # type: ignore[attr-defined]
+        return dated
 
     async def gateway(self, scope: Scope, receive: Receive, send: Send) -> None:
         """
@@ -163,13 +186,18 @@ class EmulatorApp(FastAPI):
             decision = state.limiter.check(
                 identity.account,
                 state.now(),
-                requests_per_minute=limits.requests_per_minute,
-                submissions_per_minute=limits.submissions_per_minute,
+                requests_per_minute=limits.effective_requests_per_minute(),
+                submissions_per_minute=limits.effective_submissions_per_minute(),
                 is_submission=is_submission,
+                separate_quotas=limits.documented,
+                reset_format=limits.reset_format,
             )
             if not decision.allowed:
                 await _drain_receive(receive)
-                await _send_error(send, errors.rate_limited(decision.retry_after, decision.headers()))
+                await _send_error(
+                    send,
+                    errors.rate_limited(decision.retry_after, decision.headers(), documented=limits.documented),
+                )
                 entry.status = 429
                 entry.extra["limit"] = decision.kind
                 return
@@ -184,15 +212,16 @@ class EmulatorApp(FastAPI):
     async def _send_injected(self, send: Send, status: int) -> None:
         state = self.emulator
         if status == 429:
+            limits = state.rate_limits
             retry_after = state.faults.settings.retry_after
-            limit = state.rate_limits.requests_per_minute or UNLIMITED
+            limit = limits.effective_requests_per_minute() or UNLIMITED
             reset = int(state.now()) + retry_after
             rl = {
                 "X-RateLimit-Limit": str(limit),
                 "X-RateLimit-Remaining": "0",
-                "X-RateLimit-Reset": str(reset),
+                "X-RateLimit-Reset": format_reset(reset, retry_after, limits.reset_format),
             }
-            await _send_error(send, errors.rate_limited(retry_after, rl))
+            await _send_error(send, errors.rate_limited(max(1, retry_after), rl, documented=limits.documented))
             return
         content_type, body = INJECTED_BODIES.get(
             status,

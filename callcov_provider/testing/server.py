@@ -128,7 +128,12 @@ class _ThreadServer:
         self.sock = bind_socket(host, port)
         self.port = int(self.sock.getsockname()[1])
         uv_config = uvicorn.Config(
-            self.app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=3
+            self.app,
+            log_level=log_level,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=3,
+            date_header=False,  # the app writes Date in its own (possibly offset) clock
         )
         self.server = uvicorn.Server(uv_config)
         self.thread = threading.Thread(
