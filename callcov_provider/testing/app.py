@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from email.utils import formatdate
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from email.utils import formatdate
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -196,7 +196,9 @@ class EmulatorApp(FastAPI):
                 await _drain_receive(receive)
                 await _send_error(
                     send,
-                    errors.rate_limited(decision.retry_after, decision.headers(), documented=limits.documented),
+                    errors.rate_limited(
+                        decision.retry_after, decision.headers(), documented=limits.documented
+                    ),
                 )
                 entry.status = 429
                 entry.extra["limit"] = decision.kind
@@ -221,7 +223,9 @@ class EmulatorApp(FastAPI):
                 "X-RateLimit-Remaining": "0",
                 "X-RateLimit-Reset": format_reset(reset, retry_after, limits.reset_format),
             }
-            await _send_error(send, errors.rate_limited(max(1, retry_after), rl, documented=limits.documented))
+            await _send_error(
+                send, errors.rate_limited(max(1, retry_after), rl, documented=limits.documented)
+            )
             return
         content_type, body = INJECTED_BODIES.get(
             status,

@@ -186,13 +186,15 @@ async def _serve(
 
     assert isinstance(sock, socket.socket)
     app = create_app(config)
-    server = uvicorn.Server(uvicorn.Config(
+    server = uvicorn.Server(
+        uvicorn.Config(
             app,
             log_level=log_level,
             access_log=access_log,
             lifespan="on",
             date_header=False,  # the app writes Date in its own (possibly offset) clock
-        ))
+        )
+    )
     received: list[int] = []
 
     def remember(signum: int, frame: FrameType | None) -> None:

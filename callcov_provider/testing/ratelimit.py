@@ -111,7 +111,9 @@ class RateLimiter:
             return RateDecision(True, limit, remaining, reset, retry_after, "requests", reset_format)
         if over_submissions:
             assert submissions_per_minute is not None
-            return RateDecision(False, submissions_per_minute, 0, reset, retry_after, "submissions", reset_format)
+            return RateDecision(
+                False, submissions_per_minute, 0, reset, retry_after, "submissions", reset_format
+            )
         if over_requests:
             return RateDecision(False, limit, 0, reset, retry_after, "requests", reset_format)
         return RateDecision(True, limit, remaining, reset, retry_after, "requests", reset_format)

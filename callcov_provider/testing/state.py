@@ -122,9 +122,7 @@ class EmulatorState:
         self.initial = config.model_copy(update={"api_keys": []}, deep=True)
         self.store = Store(config.db_path)
         stored = self.store.get_meta(CLOCK_OFFSET)
-        self.clock = Clock(
-            None if stored is None else float(stored), base=config.clock_offset_seconds
-        )
+        self.clock = Clock(None if stored is None else float(stored), base=config.clock_offset_seconds)
         #: Per account, when each of its concurrent-processing slots is next free (emulator time).
         self._slots: dict[str, list[float]] = {}
         self.limiter = RateLimiter()

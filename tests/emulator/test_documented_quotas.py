@@ -56,7 +56,8 @@ def test_documented_429_has_the_documented_body_and_no_retry_after(
     assert limited.status_code == 429
     assert "Retry-After" not in limited.headers
     body = limited.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message"}
     assert body["error"]["code"] == "rate_limit_exceeded"
     match = MESSAGE.match(body["error"]["message"])
     assert match, body
@@ -69,7 +70,8 @@ def test_documented_429_has_the_documented_body_and_no_retry_after(
     assert (limited.headers["X-RateLimit-Limit"], limited.headers["X-RateLimit-Remaining"]) == ("3", "0")
     # The legacy generation's path answers the same documented body.
     legacy = api.session.post(api.base + "/calls/analyze", headers=api.auth(), json={})
-    assert legacy.status_code == 429 and "Retry-After" not in legacy.headers
+    assert legacy.status_code == 429
+    assert "Retry-After" not in legacy.headers
     assert legacy.json()["error"]["code"] == "rate_limit_exceeded"
 
 
@@ -104,7 +106,8 @@ def test_a_submission_is_refused_while_requests_remain(
     assert refused.headers["X-RateLimit-Limit"] == "100"
     assert refused.headers["X-RateLimit-Remaining"] == "94"
     listed = api.get("/analysis/")
-    assert listed.status_code == 200 and listed.headers["X-RateLimit-Remaining"] == "93"
+    assert listed.status_code == 200
+    assert listed.headers["X-RateLimit-Remaining"] == "93"
     assert emu.control.requests()[-2]["limit"] == "submissions"
     # The next window admits submissions again.
     emu.control.advance(60)
@@ -141,7 +144,16 @@ def test_plan_presets_follow_the_documented_table(emu: EmulatorHandle, plan: str
 
 def test_cli_flags_select_mode_plan_offset_and_reset_format() -> None:
     args = build_parser().parse_args(
-        ["--quota-mode", "documented", "--plan", "starter", "--clock-offset", "-90", "--reset-format", "delta"]
+        [
+            "--quota-mode",
+            "documented",
+            "--plan",
+            "starter",
+            "--clock-offset",
+            "-90",
+            "--reset-format",
+            "delta",
+        ]
     )
     config = config_from_args(args, environ={})
     assert config.rate_limits.mode == "documented"
@@ -207,7 +219,9 @@ def test_starter_plan_processes_five_at_once_and_accounts_are_apart(
     assert [round(x) for x in by_account["acct_2"]] == [10]
 
 
-def test_friendly_mode_has_no_concurrent_limit(api: Api, emu: EmulatorHandle, wav: Callable[..., Path]) -> None:
+def test_friendly_mode_has_no_concurrent_limit(
+    api: Api, emu: EmulatorHandle, wav: Callable[..., Path]
+) -> None:
     emu.control.set_processing(seconds=10)
     path = wav()
     for _ in range(3):
@@ -267,5 +281,6 @@ def test_injected_429_burst_follows_the_mode(api: Api, emu: EmulatorHandle) -> N
     assert "Retry-After" in api.get("/analysis/").headers
     emu.control.set_quota_mode("documented")
     limited = api.get("/analysis/")
-    assert limited.status_code == 429 and "Retry-After" not in limited.headers
+    assert limited.status_code == 429
+    assert "Retry-After" not in limited.headers
     assert limited.json()["error"]["message"] == "Rate limit exceeded. Please try again in 7 seconds."
