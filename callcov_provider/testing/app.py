@@ -18,6 +18,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from callcov_provider.constants import LEGACY_SUBMIT_PATH, SUBMIT_PATH
 from callcov_provider.exceptions import safe_url
@@ -117,29 +118,46 @@ class EmulatorApp(FastAPI):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)  # type: ignore[arg-type]
             return
-        send = self._dated(send)
+        send = self._finishing(scope, send)
         if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
             await self.gateway(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)  # type: ignore[arg-type]
 
-    def _dated(self, send: Send) -> Send:
-        """Add a ``Date`` header in the emulator's clock (which may be offset from the wall clock)."""
+    def allowed_methods(self, scope: Scope) -> list[str]:
+        """Every method some route serves at this scope's path (for the ``Allow`` header of a 405)."""
+        probe = {**scope, "method": "GET"}
+        methods: set[str] = set()
+        for route in self.router.routes:
+            route_methods = getattr(route, "methods", None)
+            if route_methods and route.matches(probe)[0] is not Match.NONE:
+                methods.update(route_methods)
+        return sorted(methods)
+
+    def _finishing(self, scope: Scope, send: Send) -> Send:
+        """
+        Add a ``Date`` header in the emulator's clock (which may be offset from the wall clock), and make
+        a 405's ``Allow`` list every method the path serves (the router names only one route's).
+        """
         state = self.emulator
 
-        async def dated(message: Message) -> None:
+        async def finishing(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message = dict(message)
-                date = formatdate(state.now(), usegmt=True).encode()
+                drop = {b"date"}
+                headers = [(b"date", formatdate(state.now(), usegmt=True).encode())]
+                if message.get("status") == 405:
+                    drop.add(b"allow")
+                    headers.append((b"allow", ", ".join(self.allowed_methods(scope)).encode()))
                 message["headers"] = [
-                    *(h for h in message.get("headers", []) if h[0].lower() != b"date"),
-                    (b"date", date),
+                    *(h for h in message.get("headers", []) if h[0].lower() not in drop),
+                    *headers,
                 ]
             await send(message)
 
         # Dropping a connection needs the server's own send (see faults.abort_connection).
-        dated.__wrapped__ = send  # type: ignore[attr-defined]
-        return dated
+        finishing.__wrapped__ = send  # type: ignore[attr-defined]
+        return finishing
 
     async def gateway(self, scope: Scope, receive: Receive, send: Send) -> None:
         """
