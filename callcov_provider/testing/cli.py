@@ -30,9 +30,7 @@ from callcov_provider.testing.config import (
     build_config,
     parse_seconds_range,
 )
-from callcov_provider.testing.server import CONFIG_ENV, READY_PREFIX, bind_socket, root_url_for
-
-KEYS_ENV = "CALLCOV_EMULATOR_API_KEYS"
+from callcov_provider.testing.server import CONFIG_ENV, KEYS_ENV, READY_PREFIX, bind_socket, root_url_for
 
 
 def build_parser() -> argparse.ArgumentParser:
