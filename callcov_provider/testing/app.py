@@ -241,9 +241,7 @@ class EmulatorApp(FastAPI):
                 "X-RateLimit-Remaining": "0",
                 "X-RateLimit-Reset": format_reset(reset, retry_after, limits.reset_format),
             }
-            await _send_error(
-                send, errors.rate_limited(max(1, retry_after), rl, documented=limits.documented)
-            )
+            await _send_error(send, errors.rate_limited(retry_after, rl, documented=limits.documented))
             return
         content_type, body = INJECTED_BODIES.get(
             status,

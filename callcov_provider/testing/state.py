@@ -325,6 +325,7 @@ class EmulatorState:
         seq = self.store.next_seq()
         analysis_id = self.analysis_id(seq)
         created = self.now()
+        started = self.processing_start(account, created)
         fail_reason = probe.error
         if fail_reason is None and self.fails_by_rate(analysis_id):
             fail_reason = "Analysis failed: the speech recognition engine could not process this recording"
@@ -335,7 +336,8 @@ class EmulatorState:
             seq=seq,
             account=account,
             created=created,
-            ready_at=self.processing_start(account, created) + self.processing_seconds(analysis_id),
+            ready_at=started + self.processing_seconds(analysis_id),
+            started=started if started > created else None,
             fail_reason=fail_reason,
             agent_id=submission.agent_id,
             contact_id=submission.contact_id,

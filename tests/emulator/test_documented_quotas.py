@@ -193,6 +193,11 @@ def test_analyses_beyond_the_concurrent_limit_wait_in_processing(
     assert statuses() == ["completed", "completed", "processing"]
     emu.control.advance(10)
     assert statuses() == ["completed"] * 3
+    # The time an analysis waited for a slot is not processing time.
+    done = [api.get(f"/analysis/{i}").json()["metadata"] for i in ids]
+    assert [m["processing_time_ms"] for m in done] == [10_000, 10_000, 10_000]
+    started = sorted(a["started"] - created for a in emu.control.analyses())
+    assert [round(s, 1) for s in started] == [0.0, 10.0, 20.0]
     # Once the queue has drained, a new analysis starts at once.
     api.upload(path)
     newest = max(emu.control.analyses(), key=lambda a: a["created"])
@@ -284,3 +289,20 @@ def test_injected_429_burst_follows_the_mode(api: Api, emu: EmulatorHandle) -> N
     assert limited.status_code == 429
     assert "Retry-After" not in limited.headers
     assert limited.json()["error"]["message"] == "Rate limit exceeded. Please try again in 7 seconds."
+
+
+def test_a_database_file_from_before_the_started_column_still_opens(tmp_path: Path) -> None:
+    import sqlite3
+
+    from callcov_provider.testing.store import SCHEMA, Store
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as old:
+        old.executescript(SCHEMA.replace(",\n    started REAL", ""))
+    assert "started" not in {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(analyses)")}
+    store = Store(str(path))
+    try:
+        assert store.counts()["analyses"] == 0
+        assert "started" in {row[1] for row in store._db.execute("PRAGMA table_info(analyses)")}
+    finally:
+        store.close()
