@@ -72,11 +72,13 @@ def callcov_emulator(callcov_emulator_session: EmulatorHandle, callcov_quota_mod
 
 
 @pytest.fixture
-def callcov_documented_emulator(callcov_emulator_session: EmulatorHandle) -> EmulatorHandle:
-    """The session's emulator, reset, with quotas exactly as documented (``quota_mode="documented"``)."""
-    callcov_emulator_session.control.reset()
-    callcov_emulator_session.control.set_quota_mode("documented")
-    return callcov_emulator_session
+def callcov_documented_emulator(callcov_emulator: EmulatorHandle) -> EmulatorHandle:
+    """
+    The session's emulator, reset, with quotas exactly as documented (``quota_mode="documented"``).
+    It is ``callcov_emulator`` switched after its reset, so ``callcov_connection`` points at it too.
+    """
+    callcov_emulator.control.set_quota_mode("documented")
+    return callcov_emulator
 
 
 @pytest.fixture

@@ -306,3 +306,15 @@ def test_a_database_file_from_before_the_started_column_still_opens(tmp_path: Pa
         assert "started" in {row[1] for row in store._db.execute("PRAGMA table_info(analyses)")}
     finally:
         store.close()
+
+
+def test_documented_fixture_and_connection_fixture_agree(
+    callcov_connection: str, callcov_documented_emulator: EmulatorHandle
+) -> None:
+    from callcov_provider.hooks.callcov import CallCovHook
+
+    assert callcov_documented_emulator.control.config()["rate_limits"]["mode"] == "documented"
+    hook = CallCovHook(callcov_conn_id=callcov_connection)
+    assert hook.list_analyses(limit=1) is not None
+    (entry,) = callcov_documented_emulator.control.requests()
+    assert entry["status"] == 200
