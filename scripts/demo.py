@@ -4,7 +4,7 @@
 1. Generates a day of demo recordings (standard library only) under ``.demo/recordings/<day>/``: a dozen
    calls across four agents, one silent call that the analysis fails, one file the API rejects, and two
    manifest rows that discovery skips.
-2. Starts the emulator on a free loopback port, in its own process group.
+2. Starts the emulator on a free loopback port, in its own process group (the project's one launcher).
 3. Runs ``airflow dags test callcov_daily_batch <day>`` in a project-local ``AIRFLOW_HOME`` (SQLite).
 4. Stops everything it started, even on Ctrl-C, and prints where the report is.
 """
@@ -90,31 +90,12 @@ def generate_recordings(day: str, root: Path) -> Path:
     return folder
 
 
-def start_emulator(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``callcov-emulator`` on a free port in its own process group; return it and its base URL."""
-    command = [
-        str(Path(sys.executable).with_name("callcov-emulator")),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--api-key",
-        DEMO_KEY,
-        "--processing-seconds",
-        "1-4",
-    ]
-    log = log_path.open("wb")
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
-    assert process.stdout is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = process.stdout.readline().decode()
-        if not line and process.poll() is not None:
-            break
-        if "ready:" in line:
-            return process, line.rsplit("ready:", 1)[1].strip()
-    stop(process)
-    raise SystemExit(f"The emulator did not start; see {log_path}")
+def emulator_launcher(log_path: Path) -> Any:
+    """The emulator as the demo runs it: its own process group on a free port, output in ``log_path``."""
+    from callcov_provider.testing.server import EmulatorLauncher
+
+    log_path.unlink(missing_ok=True)
+    return EmulatorLauncher((DEMO_KEY,), "1-4", in_subprocess=True, startup_timeout=30, log_path=log_path)
 
 
 def stop(process: subprocess.Popen[bytes] | None) -> None:
@@ -222,9 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     folder = generate_recordings(args.day, recordings)
     print(f"Generated the demo recordings of {args.day} in {folder}")
-    emulator: subprocess.Popen[bytes] | None = None
+    emulator = emulator_launcher(DEMO / "emulator.log")
     try:
-        emulator, base_url = start_emulator(DEMO / "emulator.log")
+        try:
+            base_url = emulator.start().base_url
+        except RuntimeError as err:
+            raise SystemExit(f"The emulator did not start; see {DEMO / 'emulator.log'}") from err
         print(f"CallCov emulator running at {base_url}")
         env = airflow_env(base_url, recordings, reports)
         airflow = str(Path(sys.executable).with_name("airflow"))
@@ -237,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Interrupted; stopping the emulator.")
         return 130
     finally:
-        stop(emulator)
+        emulator.stop()
     report_dir = reports / args.day
     if code != 0 or not (report_dir / "report.html").exists():
         print(f"The DAG run failed (exit {code}); its log is {DEMO / 'dag-run.log'}")

@@ -1,7 +1,8 @@
 """
 Test CallCov pipelines offline: a local emulator of the CallCov API and the tools around it.
 
-* :func:`callcov_provider.testing.server.run_emulator`: start it from Python (thread or subprocess);
+* :class:`~callcov_provider.testing.server.EmulatorLauncher` (and ``run_emulator``, the same as a
+  ``with`` block): start and stop it from Python (thread or subprocess);
 * ``callcov-emulator``: the console script (:mod:`callcov_provider.testing.cli`);
 * :mod:`callcov_provider.testing.pytest_plugin`: the ``callcov_emulator`` / ``callcov_connection`` fixtures;
 * :mod:`callcov_provider.testing.audio`: synthetic test recordings;
@@ -15,9 +16,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from callcov_provider.testing.server import EmulatorHandle, run_emulator
+    from callcov_provider.testing.server import EmulatorHandle, EmulatorLauncher, run_emulator
 
-__all__ = ["EmulatorHandle", "run_emulator"]
+__all__ = ["EmulatorHandle", "EmulatorLauncher", "run_emulator"]
 
 
 def __getattr__(name: str) -> Any:

@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from email.utils import formatdate
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from callcov_provider.constants import LEGACY_SUBMIT_PATH, SUBMIT_PATH
 from callcov_provider.exceptions import safe_url
@@ -27,7 +29,7 @@ from callcov_provider.testing.errors import ApiError
 from callcov_provider.testing.faults import FaultPlan, abort_connection
 from callcov_provider.testing.fields import Submission, check_list_query, check_submission
 from callcov_provider.testing.probe import probe_audio
-from callcov_provider.testing.ratelimit import UNLIMITED
+from callcov_provider.testing.ratelimit import UNLIMITED, format_reset
 from callcov_provider.testing.render import analysis_response, legacy_status_response, legacy_submit_response
 from callcov_provider.testing.state import EmulatorState, RequestLogEntry
 from callcov_provider.testing.store import AnalysisRecord, IdempotencyEntry
@@ -113,10 +115,49 @@ class EmulatorApp(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
         """ASGI entry point."""
         path = scope.get("path", "")
-        if scope["type"] == "http" and (path == API_PREFIX or path.startswith(API_PREFIX + "/")):
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)  # type: ignore[arg-type]
+            return
+        send = self._finishing(scope, send)
+        if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
             await self.gateway(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)  # type: ignore[arg-type]
+
+    def allowed_methods(self, scope: Scope) -> list[str]:
+        """Every method some route serves at this scope's path (for the ``Allow`` header of a 405)."""
+        probe = {**scope, "method": "GET"}
+        methods: set[str] = set()
+        for route in self.router.routes:
+            route_methods = getattr(route, "methods", None)
+            if route_methods and route.matches(probe)[0] is not Match.NONE:
+                methods.update(route_methods)
+        return sorted(methods)
+
+    def _finishing(self, scope: Scope, send: Send) -> Send:
+        """
+        Add a ``Date`` header in the emulator's clock (which may be offset from the wall clock), and make
+        a 405's ``Allow`` list every method the path serves (the router names only one route's).
+        """
+        state = self.emulator
+
+        async def finishing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message)
+                drop = {b"date"}
+                headers = [(b"date", formatdate(state.now(), usegmt=True).encode())]
+                if message.get("status") == 405:
+                    drop.add(b"allow")
+                    headers.append((b"allow", ", ".join(self.allowed_methods(scope)).encode()))
+                message["headers"] = [
+                    *(h for h in message.get("headers", []) if h[0].lower() not in drop),
+                    *headers,
+                ]
+            await send(message)
+
+        # Dropping a connection needs the server's own send (see faults.abort_connection).
+        finishing.__wrapped__ = send  # type: ignore[attr-defined]
+        return finishing
 
     async def gateway(self, scope: Scope, receive: Receive, send: Send) -> None:
         """
@@ -163,13 +204,20 @@ class EmulatorApp(FastAPI):
             decision = state.limiter.check(
                 identity.account,
                 state.now(),
-                requests_per_minute=limits.requests_per_minute,
-                submissions_per_minute=limits.submissions_per_minute,
+                requests_per_minute=limits.effective_requests_per_minute(),
+                submissions_per_minute=limits.effective_submissions_per_minute(),
                 is_submission=is_submission,
+                separate_quotas=limits.documented,
+                reset_format=limits.reset_format,
             )
             if not decision.allowed:
                 await _drain_receive(receive)
-                await _send_error(send, errors.rate_limited(decision.retry_after, decision.headers()))
+                await _send_error(
+                    send,
+                    errors.rate_limited(
+                        decision.retry_after, decision.headers(), documented=limits.documented
+                    ),
+                )
                 entry.status = 429
                 entry.extra["limit"] = decision.kind
                 return
@@ -184,15 +232,16 @@ class EmulatorApp(FastAPI):
     async def _send_injected(self, send: Send, status: int) -> None:
         state = self.emulator
         if status == 429:
+            limits = state.rate_limits
             retry_after = state.faults.settings.retry_after
-            limit = state.rate_limits.requests_per_minute or UNLIMITED
+            limit = limits.effective_requests_per_minute() or UNLIMITED
             reset = int(state.now()) + retry_after
             rl = {
                 "X-RateLimit-Limit": str(limit),
                 "X-RateLimit-Remaining": "0",
-                "X-RateLimit-Reset": str(reset),
+                "X-RateLimit-Reset": format_reset(reset, retry_after, limits.reset_format),
             }
-            await _send_error(send, errors.rate_limited(retry_after, rl))
+            await _send_error(send, errors.rate_limited(retry_after, rl, documented=limits.documented))
             return
         content_type, body = INJECTED_BODIES.get(
             status,

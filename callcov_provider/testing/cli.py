@@ -23,10 +23,14 @@ from types import FrameType
 
 from pydantic import ValidationError
 
-from callcov_provider.testing.config import DEFAULT_API_KEY, EmulatorConfig, build_config, parse_seconds_range
-from callcov_provider.testing.server import CONFIG_ENV, READY_PREFIX, bind_socket, root_url_for
-
-KEYS_ENV = "CALLCOV_EMULATOR_API_KEYS"
+from callcov_provider.testing.config import (
+    DEFAULT_API_KEY,
+    PLANS,
+    EmulatorConfig,
+    build_config,
+    parse_seconds_range,
+)
+from callcov_provider.testing.server import CONFIG_ENV, KEYS_ENV, READY_PREFIX, bind_socket, root_url_for
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +60,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--submit-rate-limit", type=int, metavar="N", help="submissions per minute per account"
+    )
+    parser.add_argument(
+        "--quota-mode",
+        choices=["friendly", "documented"],
+        help="friendly (default): 429s carry Retry-After; documented: exactly as the API documentation "
+        "shows (no Retry-After, 100 requests/min and 20 submissions/min unless a plan or limit is given)",
+    )
+    parser.add_argument(
+        "--plan",
+        choices=list(PLANS),
+        help="a documented plan: submissions/min and concurrent processing (free 5/1, starter 30/5, "
+        "business 150/25, enterprise unlimited)",
+    )
+    parser.add_argument(
+        "--concurrent-processing",
+        type=int,
+        metavar="N",
+        help="analyses per account processed at once; later ones wait in 'processing' (default: the plan's)",
+    )
+    parser.add_argument(
+        "--reset-format",
+        choices=["epoch", "epoch_ms", "delta"],
+        help="how X-RateLimit-Reset is written (default: epoch seconds, as documented)",
+    )
+    parser.add_argument(
+        "--clock-offset",
+        type=float,
+        metavar="SECONDS",
+        help="run the server's clock this many seconds ahead (negative: behind) of the wall clock",
     )
     parser.add_argument(
         "--fault",
@@ -105,6 +138,11 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str] | None = 
         failure_rate=args.failure_rate,
         rate_limit=args.rate_limit,
         submit_rate_limit=args.submit_rate_limit,
+        quota_mode=args.quota_mode,
+        plan=args.plan,
+        concurrent_processing=args.concurrent_processing,
+        reset_format=args.reset_format,
+        clock_offset=args.clock_offset,
         faults=args.faults,
         allow_hosts=allow_hosts,
         db=args.db,
@@ -146,7 +184,15 @@ async def _serve(
 
     assert isinstance(sock, socket.socket)
     app = create_app(config)
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=access_log, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level=log_level,
+            access_log=access_log,
+            lifespan="on",
+            date_header=False,  # the app writes Date in its own (possibly offset) clock
+        )
+    )
     received: list[int] = []
 
     def remember(signum: int, frame: FrameType | None) -> None:

@@ -140,13 +140,36 @@ class EmulatorControl:
         *,
         requests_per_minute: int | None = None,
         submissions_per_minute: int | None = None,
+        **fields: Any,
     ) -> dict[str, Any]:
-        """Set both per-account limits (``None`` turns one off)."""
+        """
+        Set both per-account limits (``None`` turns one off, or in ``documented`` mode falls back to the
+        documented default) and any other rate-limit setting given; settings not named are kept.
+
+        Other fields: ``mode`` (``"friendly"`` or ``"documented"``), ``plan`` (``"free"``, ``"starter"``,
+        ``"business"``, ``"enterprise"`` or ``None``), ``concurrent_processing``, ``reset_format``
+        (``"epoch"``, ``"epoch_ms"`` or ``"delta"``).
+
+        :return: The new settings.
+        """
         return self._settings(
             "/rate-limits",
-            True,
-            {"requests_per_minute": requests_per_minute, "submissions_per_minute": submissions_per_minute},
+            False,
+            {
+                "requests_per_minute": requests_per_minute,
+                "submissions_per_minute": submissions_per_minute,
+                **fields,
+            },
         )
+
+    def set_quota_mode(self, mode: str, *, plan: str | None = None, **fields: Any) -> dict[str, Any]:
+        """
+        Switch to ``"friendly"`` or ``"documented"`` quotas, optionally with a plan preset, keeping the
+        other rate-limit settings.
+
+        :return: The new rate-limit settings.
+        """
+        return self._settings("/rate-limits", False, {"mode": mode, "plan": plan, **fields})
 
     def set_processing(
         self,
@@ -166,6 +189,12 @@ class EmulatorControl:
         return self._settings("/processing", False, fields)
 
     # -- time and data -----------------------------------------------------------------------------
+
+    def set_clock_offset(self, seconds: float) -> dict[str, Any]:
+        """``PUT /_emulator/clock``: run the server's clock ``seconds`` ahead of (negative: behind) the
+        wall clock; the ``Date`` and ``X-RateLimit-Reset`` headers follow."""
+        result: dict[str, Any] = self._call("PUT", "/clock", json={"offset": seconds})
+        return result
 
     def advance(self, seconds: float) -> float:
         """Advance the emulator's clock; return its new time (epoch seconds)."""

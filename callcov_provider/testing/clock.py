@@ -17,10 +17,15 @@ class Clock:
 
     :param offset: Seconds already advanced (restored from a database file).
     :param wall: The underlying time source, replaceable in unit tests.
+    :param base: Where :meth:`reset` returns to: the configured offset of the server's clock from the
+        wall clock (may be negative).
     """
 
-    def __init__(self, offset: float = 0.0, wall: Callable[[], float] = time.time) -> None:
-        self._offset = offset
+    def __init__(
+        self, offset: float | None = None, wall: Callable[[], float] = time.time, base: float = 0.0
+    ) -> None:
+        self._base = base
+        self._offset = base if offset is None else offset
         self._wall = wall
         self._lock = threading.Lock()
 
@@ -41,10 +46,15 @@ class Clock:
             self._offset += seconds
         return self.now()
 
-    def reset(self) -> None:
-        """Go back to wall-clock time."""
+    def set_offset(self, offset: float) -> None:
+        """Set the offset from the wall clock outright (unlike :meth:`advance`, it may go back)."""
         with self._lock:
-            self._offset = 0.0
+            self._offset = offset
+
+    def reset(self) -> None:
+        """Go back to wall-clock time plus the configured offset."""
+        with self._lock:
+            self._offset = self._base
 
 
 def iso(timestamp: float) -> str:

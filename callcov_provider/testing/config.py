@@ -82,16 +82,83 @@ class ProcessingSettings(_Settings):
         return self
 
 
+QuotaMode = Literal["friendly", "documented"]
+Plan = Literal["free", "starter", "business", "enterprise"]
+ResetFormat = Literal["epoch", "epoch_ms", "delta"]
+
+#: The documented plans: ``(submissions per minute, concurrent processing)``. Enterprise is "Custom" in
+#: the documentation; the emulator reads that as unlimited unless limits are given explicitly.
+PLANS: dict[str, tuple[int | None, int | None]] = {
+    "free": (5, 1),
+    "starter": (30, 5),
+    "business": (150, 25),
+    "enterprise": (None, None),
+}
+#: Documented defaults (the "Making Your First Request" page): requests and submissions per minute.
+DOCUMENTED_REQUESTS_PER_MINUTE = 100
+DOCUMENTED_SUBMISSIONS_PER_MINUTE = 20
+
+
 class RateLimitSettings(_Settings):
     """
-    Per-account rate limits in fixed one-minute windows of the emulator's clock; ``None`` is off.
+    Per-account quotas in fixed one-minute windows of the emulator's clock; ``None`` is off (or, in
+    ``documented`` mode, the documented default).
 
-    :param requests_per_minute: Every ``/api/v1`` request counts (page 001's default is 100).
-    :param submissions_per_minute: Only submissions count (page 001's default is 20).
+    :param requests_per_minute: Every ``/api/v1`` request counts. Default: off in ``friendly`` mode,
+        100 (the documented default) in ``documented`` mode.
+    :param submissions_per_minute: Only submissions count. Default: the plan's, else off in ``friendly``
+        mode and 20 (the documented default) in ``documented`` mode.
+    :param mode: ``friendly`` (default): a 429 carries ``Retry-After``. ``documented``: exactly what the
+        API documentation shows: no ``Retry-After``, the wait only in the message, request and
+        submission quotas apart (the ``X-RateLimit-*`` headers describe the request quota only).
+    :param plan: A documented plan preset (``free``, ``starter``, ``business``, ``enterprise``): its
+        submissions per minute and concurrent processing, unless given explicitly.
+    :param concurrent_processing: Analyses of one account processed at once; later ones stay
+        ``processing`` (queued) until a slot frees, and their processing time starts then.
+        ``None``: the plan's, else unlimited.
+    :param reset_format: How ``X-RateLimit-Reset`` is written: ``epoch`` seconds (as documented),
+        ``epoch_ms`` milliseconds, or ``delta`` seconds until the window ends.
     """
 
     requests_per_minute: int | None = Field(None, ge=1)
     submissions_per_minute: int | None = Field(None, ge=1)
+    mode: QuotaMode = "friendly"
+    plan: Plan | None = None
+    concurrent_processing: int | None = Field(None, ge=1)
+    reset_format: ResetFormat = "epoch"
+
+    @property
+    def documented(self) -> bool:
+        """Whether 429s and quotas follow the documentation exactly."""
+        return self.mode == "documented"
+
+    def effective_requests_per_minute(self) -> int | None:
+        """The request quota in force (``None``: unlimited)."""
+        if self.requests_per_minute is not None:
+            return self.requests_per_minute
+        return DOCUMENTED_REQUESTS_PER_MINUTE if self.documented else None
+
+    def effective_submissions_per_minute(self) -> int | None:
+        """The submission quota in force (``None``: unlimited)."""
+        if self.submissions_per_minute is not None:
+            return self.submissions_per_minute
+        if self.plan is not None:
+            return PLANS[self.plan][0]
+        return DOCUMENTED_SUBMISSIONS_PER_MINUTE if self.documented else None
+
+    def effective_concurrent_processing(self) -> int | None:
+        """How many analyses of one account are processed at once (``None``: unlimited)."""
+        if self.concurrent_processing is not None:
+            return self.concurrent_processing
+        return PLANS[self.plan][1] if self.plan is not None else None
+
+    def effective(self) -> dict[str, int | None]:
+        """The quotas in force, as the control API reports them."""
+        return {
+            "requests_per_minute": self.effective_requests_per_minute(),
+            "submissions_per_minute": self.effective_submissions_per_minute(),
+            "concurrent_processing": self.effective_concurrent_processing(),
+        }
 
 
 class FaultSettings(_Settings):
@@ -224,6 +291,9 @@ class EmulatorConfig(_Settings):
     :param webhook_attempts: Delivery attempts per webhook event.
     :param webhook_retry_seconds: First wait between delivery attempts (doubles each time).
     :param request_log_limit: Entries the request log keeps (oldest dropped first).
+    :param clock_offset_seconds: The server's clock runs this many seconds ahead of (negative: behind)
+        the wall clock: ``Date``, ``X-RateLimit-Reset``, ``created`` and every other time follow it, so a
+        client whose clock differs from the server's can be tested.
     """
 
     api_keys: list[str] = Field(default_factory=lambda: [DEFAULT_API_KEY], min_length=1, repr=False)
@@ -236,6 +306,7 @@ class EmulatorConfig(_Settings):
     webhook_attempts: int = Field(3, ge=1)
     webhook_retry_seconds: float = Field(0.2, ge=0)
     request_log_limit: int = Field(10_000, ge=1)
+    clock_offset_seconds: float = Field(0.0, ge=-10 * 365 * 86400, le=10 * 365 * 86400)
 
     @model_validator(mode="after")
     def _check_keys(self) -> EmulatorConfig:
@@ -253,6 +324,11 @@ def build_config(
     failure_rate: float | None = None,
     rate_limit: int | None = None,
     submit_rate_limit: int | None = None,
+    quota_mode: str | None = None,
+    plan: str | None = None,
+    concurrent_processing: int | None = None,
+    reset_format: str | None = None,
+    clock_offset: float | None = None,
     faults: FaultSettings | Mapping[str, Any] | Iterable[str] | None = None,
     allow_hosts: Iterable[str] | None = None,
     db: str | None = None,
@@ -281,6 +357,16 @@ def build_config(
         data["rate_limits"]["requests_per_minute"] = rate_limit
     if submit_rate_limit is not None:
         data["rate_limits"]["submissions_per_minute"] = submit_rate_limit
+    if quota_mode is not None:
+        data["rate_limits"]["mode"] = quota_mode
+    if plan is not None:
+        data["rate_limits"]["plan"] = plan
+    if concurrent_processing is not None:
+        data["rate_limits"]["concurrent_processing"] = concurrent_processing
+    if reset_format is not None:
+        data["rate_limits"]["reset_format"] = reset_format
+    if clock_offset is not None:
+        data["clock_offset_seconds"] = clock_offset
     if faults is not None:
         data["faults"] = faults_from(faults).model_dump()
     if allow_hosts is not None:

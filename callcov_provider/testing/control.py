@@ -34,6 +34,12 @@ class AdvanceRequest(BaseModel):
     seconds: float = Field(ge=0)
 
 
+class ClockOffsetRequest(BaseModel):
+    """Body of ``PUT /_emulator/clock``: the server clock's offset from the wall clock, in seconds."""
+
+    offset: float = Field(ge=-10 * 365 * 86400, le=10 * 365 * 86400)
+
+
 class SeedRequest(BaseModel):
     """
     Body of ``POST /_emulator/seed``: bulk-create analyses for one account.
@@ -143,6 +149,15 @@ def build_control_router(state: EmulatorState) -> APIRouter:
     @router.get("/clock")
     async def clock() -> dict[str, Any]:
         """The emulator's time and how far it has been advanced."""
+        return {"now": state.now(), "offset": state.clock.offset, "wall": time.time()}
+
+    @router.put("/clock")
+    async def set_clock(body: ClockOffsetRequest) -> dict[str, Any]:
+        """
+        Set the server clock's offset from the wall clock (may be negative or move it back), to test a
+        client whose clock differs from the server's. ``reset`` returns to the start-up offset.
+        """
+        state.set_clock_offset(body.offset)
         return {"now": state.now(), "offset": state.clock.offset, "wall": time.time()}
 
     @router.get("/requests")

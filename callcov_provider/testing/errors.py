@@ -63,13 +63,17 @@ def too_large(extension: str) -> ApiError:
     return coded(413, "file_too_large", f"Audio file exceeds maximum size of {limit} MB")
 
 
-def rate_limited(retry_after: int, headers: Mapping[str, str]) -> ApiError:
-    """429 ``rate_limit_exceeded`` with ``Retry-After`` (page 000's message)."""
+def rate_limited(retry_after: int, headers: Mapping[str, str], *, documented: bool = False) -> ApiError:
+    """
+    429 ``rate_limit_exceeded`` with the documentation's message.
+
+    :param retry_after: Whole seconds until the quota window ends (the ``N`` of the message).
+    :param headers: The ``X-RateLimit-*`` headers.
+    :param documented: Exactly as documented: the wait only in the message, no ``Retry-After`` header.
+    """
+    extra = dict(headers) if documented else {**headers, "Retry-After": str(retry_after)}
     return coded(
-        429,
-        "rate_limit_exceeded",
-        f"Rate limit exceeded. Please try again in {retry_after} seconds.",
-        {**headers, "Retry-After": str(retry_after)},
+        429, "rate_limit_exceeded", f"Rate limit exceeded. Please try again in {retry_after} seconds.", extra
     )
 
 

@@ -129,6 +129,8 @@ def abort_connection(send: Any) -> bool:
     :return: ``True`` if the connection was aborted; ``False`` if the server is not uvicorn (the caller
         then falls back to raising, which at least yields a 5xx).
     """
+    while hasattr(send, "__wrapped__"):  # the app's own wrappers (the Date header) keep uvicorn's send
+        send = send.__wrapped__
     cycle = getattr(send, "__self__", None)
     transport = getattr(cycle, "transport", None)
     if cycle is None or transport is None or not hasattr(cycle, "disconnected"):

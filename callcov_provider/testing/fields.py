@@ -21,10 +21,12 @@ from callcov_provider.models import (
     CallDirection,
     parse_iso8601,
 )
-from callcov_provider.testing import errors
+from callcov_provider.testing import errors, safejson
 
 #: Status of an invalid submission body: page 001 documents ``400 Bad Request`` with a ``detail`` list.
 BODY_ERROR_STATUS = 400
+#: The largest ``offset`` (a signed 64-bit integer, as the database takes it).
+MAX_OFFSET = 2**63 - 1
 #: Status of an invalid query parameter: page 002 documents ``422``.
 QUERY_ERROR_STATUS = 422
 MAX_ID_LENGTH = 255
@@ -151,7 +153,7 @@ def check_submission(fields: Mapping[str, Any], *, has_file: bool, kind: str) ->
     raw_metadata = fields.get("metadata")
     if isinstance(raw_metadata, str) and raw_metadata.strip():
         try:
-            raw_metadata = json.loads(raw_metadata)
+            raw_metadata = safejson.loads(raw_metadata)
         except ValueError as err:
             problems.append(
                 errors.body_item("json_invalid", "metadata", f"Invalid JSON: {err}", raw_metadata)
@@ -242,7 +244,15 @@ def check_list_query(params: Mapping[str, str]) -> ListQuery:
                 "value_error.number.not_ge",
             )
         )
-    if offset < 0:
+    if offset > MAX_OFFSET:
+        problems.append(
+            errors.query_item(
+                "offset",
+                f"ensure this value is less than or equal to {MAX_OFFSET}",
+                "value_error.number.not_le",
+            )
+        )
+    elif offset < 0:
         problems.append(
             errors.query_item(
                 "offset", "ensure this value is greater than or equal to 0", "value_error.number.not_ge"

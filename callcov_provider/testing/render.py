@@ -34,7 +34,7 @@ def analysis_response(record: AnalysisRecord, now: float) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "webhook_url": record.webhook_url,
         "completed_at": iso(record.ready_at) if finished else None,
-        "processing_time_ms": round((record.ready_at - record.created) * 1000) if finished else None,
+        "processing_time_ms": round(record.processing_seconds() * 1000) if finished else None,
         "error_message": error_message,
         "version": API_VERSION,
     }
@@ -114,6 +114,7 @@ def control_view(record: AnalysisRecord, now: float) -> dict[str, Any]:
         "status": record.status(now).value,
         "created": record.created,
         "ready_at": record.ready_at,
+        "started": record.created if record.started is None else record.started,
         "source": record.source,
         "submit_path": record.submit_path,
         "idempotency_key": record.idempotency_key,

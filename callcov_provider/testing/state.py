@@ -121,7 +121,10 @@ class EmulatorState:
         self.keyring = KeyRing(config.api_keys)
         self.initial = config.model_copy(update={"api_keys": []}, deep=True)
         self.store = Store(config.db_path)
-        self.clock = Clock(float(self.store.get_meta(CLOCK_OFFSET) or 0.0))
+        stored = self.store.get_meta(CLOCK_OFFSET)
+        self.clock = Clock(None if stored is None else float(stored), base=config.clock_offset_seconds)
+        #: Per account, when each of its concurrent-processing slots is next free (emulator time).
+        self._slots: dict[str, list[float]] = {}
         self.limiter = RateLimiter()
         self.faults = FaultInjector(config.faults, config.seed)
         self.processing = config.processing.model_copy(deep=True)
@@ -156,6 +159,7 @@ class EmulatorState:
             "allow_hosts": list(self.allow_hosts),
             "db_path": self.initial.db_path,
             "seed": self.seed,
+            "effective_rate_limits": self.rate_limits.effective(),
             "clock": {"now": self.clock.now(), "offset": self.clock.offset},
             "webhook_attempts": self.initial.webhook_attempts,
             "webhook_retry_seconds": self.initial.webhook_retry_seconds,
@@ -178,6 +182,8 @@ class EmulatorState:
         self.store.reset()
         self.clock.reset()
         self.limiter.reset()
+        with self._lock:
+            self._slots.clear()
         self.faults.configure(self.initial.faults, reseed=True)
         self.processing = self.initial.processing.model_copy(deep=True)
         self.rate_limits = self.initial.rate_limits.model_copy(deep=True)
@@ -201,9 +207,17 @@ class EmulatorState:
         self.wake_webhooks()
         return now
 
+    def set_clock_offset(self, offset: float) -> None:
+        """Set the clock's offset from the wall clock (it may move back; persisted with a database)."""
+        self.clock.set_offset(offset)
+        self.store.set_meta(CLOCK_OFFSET, repr(self.clock.offset))
+        self.wake_webhooks()
+
     def complete_all(self) -> int:
         """End the processing of every analysis now; return how many were still processing."""
         count = self.store.complete_all(self.now())
+        with self._lock:
+            self._slots.clear()
         self.wake_webhooks()
         return count
 
@@ -259,6 +273,31 @@ class EmulatorState:
         spread = current.max_seconds - current.min_seconds
         return current.min_seconds + spread * _fraction("delay", self.seed, analysis_id)
 
+    def processing_start(self, account: str, created: float) -> float:
+        """
+        When an analysis of ``account`` created at ``created`` starts processing: at once, or, beyond the
+        concurrent-processing limit, when the earliest of the account's slots frees (first come, first
+        served). Until then it stays ``processing``.
+        """
+        limit = self.rate_limits.effective_concurrent_processing()
+        if limit is None:
+            return created
+        with self._lock:
+            slots = sorted(self._slots.get(account, []))[-limit:]
+            slots = [0.0] * (limit - len(slots)) + slots
+            return max(created, slots[0])
+
+    def _take_slot(self, account: str, ready_at: float) -> None:
+        """Record that one of ``account``'s slots is busy until ``ready_at`` (the earliest free one)."""
+        limit = self.rate_limits.effective_concurrent_processing()
+        if limit is None:
+            return
+        with self._lock:
+            slots = sorted(self._slots.get(account, []))[-limit:]
+            slots = [0.0] * (limit - len(slots)) + slots
+            slots[0] = ready_at
+            self._slots[account] = slots
+
     def fails_by_rate(self, analysis_id: str) -> bool:
         """Whether the configured failure rate fails this analysis (decided by a hash, deterministically)."""
         rate = self.processing.failure_rate
@@ -286,6 +325,7 @@ class EmulatorState:
         seq = self.store.next_seq()
         analysis_id = self.analysis_id(seq)
         created = self.now()
+        started = self.processing_start(account, created)
         fail_reason = probe.error
         if fail_reason is None and self.fails_by_rate(analysis_id):
             fail_reason = "Analysis failed: the speech recognition engine could not process this recording"
@@ -296,7 +336,8 @@ class EmulatorState:
             seq=seq,
             account=account,
             created=created,
-            ready_at=created + self.processing_seconds(analysis_id),
+            ready_at=started + self.processing_seconds(analysis_id),
+            started=started if started > created else None,
             fail_reason=fail_reason,
             agent_id=submission.agent_id,
             contact_id=submission.contact_id,
@@ -317,6 +358,8 @@ class EmulatorState:
             idempotency_key=idempotency_key,
         )
         result = self.store.create_with_idempotency(record, idempotency_key, fingerprint, status_code)
+        if result[1] is None:
+            self._take_slot(account, record.ready_at)
         if result[1] is None and submission.webhook_url:
             self.wake_webhooks()
         return result

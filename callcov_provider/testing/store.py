@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS analyses (
     source_url TEXT,
     source TEXT NOT NULL,
     submit_path TEXT NOT NULL,
-    idempotency_key TEXT
+    idempotency_key TEXT,
+    started REAL
 );
 CREATE INDEX IF NOT EXISTS analyses_by_account ON analyses (account, created_s DESC, seq DESC);
 CREATE INDEX IF NOT EXISTS analyses_by_webhook ON analyses (webhook_state, ready_at);
@@ -75,6 +76,8 @@ class AnalysisRecord:
         with a ``fail_reason``, ``failed``.
     :param audio_url: The URL shown as ``audio.url`` (the emulator's own storage name for the audio).
     :param source_url: For ``audio_url`` submissions, the source URL with its query string redacted.
+    :param started: When processing started, if later than ``created`` (the analysis waited for a
+        concurrent-processing slot); ``None`` means at creation.
     """
 
     id: str
@@ -100,10 +103,16 @@ class AnalysisRecord:
     source: str
     submit_path: str
     idempotency_key: str | None
+    started: float | None = None
 
     def status(self, now: float) -> AnalysisStatus:
         """The status at time ``now``."""
         return status_of(self.ready_at, self.fail_reason, now)
+
+    def processing_seconds(self) -> float:
+        """How long processing took (or will take): from its start, not from submission."""
+        start = self.created if self.started is None else min(self.started, self.ready_at)
+        return max(0.0, self.ready_at - start)
 
     def to_row(self) -> dict[str, Any]:
         """The record as a row of the ``analyses`` table."""
@@ -161,6 +170,9 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(analyses)")}
+        if "started" not in columns:  # a database file written before the column existed
+            self._db.execute("ALTER TABLE analyses ADD COLUMN started REAL")
         row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM analyses").fetchone()
         floor = self.get_meta("seq_floor")
         # Insertion numbers (and the ids derived from them) are never reused, not even after a reset.

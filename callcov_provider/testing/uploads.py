@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import tempfile
 from collections.abc import AsyncIterator, Iterable
@@ -32,7 +31,7 @@ from callcov_provider.models import (
     audio_format_by_name,
     sniff_audio_format,
 )
-from callcov_provider.testing import errors
+from callcov_provider.testing import errors, safejson
 from callcov_provider.testing.errors import ApiError
 
 #: Largest form field (``metadata`` JSON and the like) or JSON body accepted.
@@ -311,7 +310,7 @@ async def read_json(stream: AsyncIterator[bytes]) -> SubmissionBody:
             await drain(stream)
             raise errors.coded(413, "payload_too_large", f"JSON body exceeds {MAX_JSON_BYTES} bytes")
     try:
-        payload = json.loads(bytes(data) or b"null")
+        payload = safejson.loads(bytes(data) or b"null")
     except ValueError as err:
         position = getattr(err, "pos", 0)
         raise errors.validation(

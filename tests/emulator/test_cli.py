@@ -123,7 +123,14 @@ def test_cli_takes_keys_from_the_environment_and_faults_from_flags(running: list
     assert config["accounts"] == ["acct_1", "acct_2"]
     assert config["faults"]["error_rates"] == {"503": 0.25}
     assert (config["faults"]["latency_min"], config["faults"]["latency_max"]) == (0.01, 0.02)
-    assert config["rate_limits"] == {"requests_per_minute": 100, "submissions_per_minute": 20}
+    assert config["rate_limits"] == {
+        "requests_per_minute": 100,
+        "submissions_per_minute": 20,
+        "mode": "friendly",
+        "plan": None,
+        "concurrent_processing": None,
+        "reset_format": "epoch",
+    }
     statuses = {
         requests.get(base_url + "/analysis/", headers={"X-API-Key": "sk_env_b"}, timeout=10).status_code
         for _ in range(12)

@@ -62,6 +62,10 @@ def test_settings_can_be_merged_replaced_and_validated(emu: EmulatorHandle) -> N
     assert emu.control.set_rate_limits(requests_per_minute=100, submissions_per_minute=20) == {
         "requests_per_minute": 100,
         "submissions_per_minute": 20,
+        "mode": "friendly",
+        "plan": None,
+        "concurrent_processing": None,
+        "reset_format": "epoch",
     }
     faults = emu.control.set_faults(error_rates={503: 0.1}, latency=0.05)
     assert faults["error_rates"] == {"503": 0.1}
@@ -77,7 +81,14 @@ def test_settings_can_be_merged_replaced_and_validated(emu: EmulatorHandle) -> N
     config = emu.control.config()
     assert config["processing"]["max_seconds"] == 0.0
     assert config["faults"]["drop_rate"] == 0.0
-    assert config["rate_limits"] == {"requests_per_minute": None, "submissions_per_minute": None}
+    assert config["rate_limits"] == {
+        "requests_per_minute": None,
+        "submissions_per_minute": None,
+        "mode": "friendly",
+        "plan": None,
+        "concurrent_processing": None,
+        "reset_format": "epoch",
+    }
 
 
 def test_reset_forgets_analyses_logs_and_clock(

@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 
 from callcov_provider.testing.client import EmulatorControl
+from callcov_provider.testing.server import EmulatorLauncher
 from tests.integration.conftest import RunResult, load_dag
 from tests.reliability.conftest import (
-    EmulatorProcess,
-    free_port,
     logical_date,
     read_scorecards,
     wait_for,
@@ -36,7 +35,7 @@ OUTAGE_SECONDS = 2.0
 class Chaos(threading.Thread):
     """Restart the emulator mid-submission, then take it down for a while mid-poll."""
 
-    def __init__(self, emulator: EmulatorProcess) -> None:
+    def __init__(self, emulator: EmulatorLauncher) -> None:
         super().__init__(name="emulator-chaos", daemon=True)
         self.emulator = emulator
         self.events: list[str] = []
@@ -84,14 +83,13 @@ def test_daily_batch_rides_through_emulator_restarts(
     day = yesterday()
     write_day(tmp_path / "recordings", day, CALLS)
     # Analyses take an hour: the run can only finish after the restarts, when the test completes them.
-    emulator = EmulatorProcess(
-        free_port(),
-        tmp_path / "emulator.log",
-        KEY,
-        "--db",
-        str(tmp_path / "emulator.sqlite"),
-        "--processing-seconds",
-        "3600",
+    emulator = EmulatorLauncher(
+        (KEY,),
+        3600.0,
+        in_subprocess=True,  # a free port, kept across the restarts
+        startup_timeout=30,
+        log_path=tmp_path / "emulator.log",
+        db=str(tmp_path / "emulator.sqlite"),
     )
     emulator.start()
     chaos = Chaos(emulator)

@@ -27,8 +27,8 @@ from callcov_provider.exceptions import CallCovError, InvalidRequestError
 from callcov_provider.hooks.callcov import CallCovHook
 from callcov_provider.testing.audio import wav_bytes
 from callcov_provider.testing.client import EmulatorControl
+from callcov_provider.testing.server import EmulatorLauncher
 from tests.integration.conftest import RunResult, load_dag
-from tests.reliability.conftest import EmulatorProcess, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 
@@ -105,8 +105,13 @@ def test_key_and_signed_url_token_leak_nowhere(
     key = f"sk_live_LEAKCANARY_{uuid.uuid4().hex}"
     token = audio_server.token
     audio_base = f"http://127.0.0.1:{audio_server.server_address[1]}/calls"
-    emulator = EmulatorProcess(
-        free_port(), tmp_path / "emulator.log", key, "--processing-seconds", "0.5", "--access-log"
+    emulator = EmulatorLauncher(
+        (key,),
+        0.5,
+        in_subprocess=True,
+        startup_timeout=30,
+        log_path=tmp_path / "emulator.log",
+        access_log=True,
     )
     emulator.start()
     errors: list[BaseException] = []
