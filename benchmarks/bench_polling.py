@@ -173,7 +173,8 @@ def run(quick: bool, repeats: int) -> RowResult:
     )
     details = [
         f"Poll interval {poll} s for both. Each analysis takes a processing time spread over {spread:g} s "
-        "after the time submitting the batch takes (" + ", ".join(f"N={n}: {starts[n]:g} s" for n in sizes)
+        "after the time submitting the batch takes ("
+        + ", ".join(f"N={n}: {starts[n]:g} s" for n in sizes)
         + f"), so every id is still processing when polling starts; {repeats} run(s) per N.",
         "",
         "| N | ours: GETs | ours: cycles | ours: mean / max requests per cycle | "
