@@ -23,6 +23,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("airflow_db")]
 DAY_CALLS = 1500
 #: Submissions a minute: the day needs two quota windows, so the quota is met at least once.
 SUBMIT_QUOTA = 1000
+#: Requests a minute (submissions, polls and listings all count).
+REQUEST_QUOTA = 3000
 #: The manifest row (0-based call) whose recording the API refuses.
 REFUSED_CALL = 700
 
@@ -34,7 +36,14 @@ def test_a_day_beyond_the_mapping_limit_runs_at_the_quota(
     rows = write_day(tmp_path / "recordings", day, DAY_CALLS, seconds=0.05)
     # Not audio at all, under a .wav name: the API refuses it at submission (400 invalid_file_format).
     (tmp_path / "recordings" / day / rows[REFUSED_CALL]["file"]).write_bytes(b"not a recording\n" * 64)
-    with run_emulator(processing_seconds="0.2-1", submit_rate_limit=SUBMIT_QUOTA) as emu:
+    # 429s exactly as the documentation shows them: no Retry-After, the wait only in the message, and
+    # X-RateLimit-* describing the request quota while submissions run out first.
+    with run_emulator(
+        processing_seconds="0.2-1",
+        quota_mode="documented",
+        submit_rate_limit=SUBMIT_QUOTA,
+        rate_limit=REQUEST_QUOTA,
+    ) as emu:
         monkeypatch.setenv("AIRFLOW_CONN_CALLCOV_DEFAULT", emu.connection_json())
         monkeypatch.setenv("CALLCOV_POLL_INTERVAL", "1")
         dag = load_dag("callcov_daily_batch.py", "callcov_daily_batch")
@@ -69,6 +78,7 @@ def test_a_day_beyond_the_mapping_limit_runs_at_the_quota(
 
     # The quota was met, and paced: 429s stay rare.
     limited = [e for e in posts if e["status"] == 429]
+    assert limited, "the day never met the submission quota"
     record_property("submissions_429", len(limited))
     assert len(limited) <= 0.02 * DAY_CALLS + 8  # a few in-flight submissions meet each window's end
 
