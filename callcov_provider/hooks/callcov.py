@@ -207,6 +207,7 @@ class CallCovHook(BaseHook):
             session = requests.Session()
             session.headers["User-Agent"] = f"{USER_AGENT} requests/{requests.__version__}"
             session.headers["Accept"] = "application/json"
+            async_pool.refuse_cookies(session.cookies)
             self._session = session
         return self._session
 
