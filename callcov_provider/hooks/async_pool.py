@@ -90,7 +90,10 @@ async def _close_at_shutdown(loop: asyncio.AbstractEventLoop, pool: _LoopPool) -
 def _forget_closed_loops() -> None:
     # A loop closed without cancelling its tasks never ran its closer: release it to the garbage collector.
     for loop in [loop for loop in list(_POOLS.keys()) if loop.is_closed()]:
-        _POOLS.pop(loop, None)
+        pool = _POOLS.pop(loop, None)
+        if pool is not None and pool.closer is not None:
+            # Its closer can never run now; asyncio need not warn that the task died waiting.
+            pool.closer._log_destroy_pending = False  # type: ignore[attr-defined]
 
 
 def _pool() -> _LoopPool:

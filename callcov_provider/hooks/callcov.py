@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from airflow.providers.common.compat.sdk import BaseHook
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
 from callcov_provider.exceptions import (
     APIConnectionError,
@@ -187,7 +187,15 @@ class CallCovHook(BaseHook):
                 get_async_extra_dejson,
             )
 
-            conn = await get_async_connection(self.callcov_conn_id, hook=self)
+            try:
+                conn = await get_async_connection(self.callcov_conn_id, hook=self)
+            except AirflowNotFoundException:
+                # The async lookup can see fewer secrets backends than the blocking one: `airflow dags test`
+                # runs a deferred trigger in-process, where it cannot reach the supervisor and so misses
+                # connections stored in the database. Ask the blocking lookup, off the event loop.
+                from asgiref.sync import sync_to_async
+
+                conn = await sync_to_async(self.get_connection)(self.callcov_conn_id)
             extras = await get_async_extra_dejson(conn)
             settings = settings_from_connection(
                 conn_id=self.callcov_conn_id,
