@@ -8,7 +8,7 @@ import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from callcov_provider.hooks.retry import TransportFailure
-from callcov_provider.hooks.transport import RawResponse, classify_httpx_error, classify_requests_error
+from callcov_provider.hooks.transport import RawResponse, classify_error
 
 
 @pytest.mark.parametrize(
@@ -29,10 +29,11 @@ from callcov_provider.hooks.transport import RawResponse, classify_httpx_error, 
         (requests.exceptions.ConnectionError(), TransportFailure.DROPPED),
         (requests.exceptions.InvalidURL("x"), None),
         (ValueError("not a transport error"), None),
+        (OSError("a socket error outside both libraries"), None),
     ],
 )
 def test_classify_requests_error(exc: BaseException, expected: TransportFailure | None) -> None:
-    assert classify_requests_error(exc) is expected
+    assert classify_error(exc) is expected
 
 
 @pytest.mark.parametrize(
@@ -52,7 +53,7 @@ def test_classify_requests_error(exc: BaseException, expected: TransportFailure 
     ],
 )
 def test_classify_httpx_error(exc: BaseException, expected: TransportFailure | None) -> None:
-    assert classify_httpx_error(exc) is expected
+    assert classify_error(exc) is expected
 
 
 def test_raw_response_content_type() -> None:
