@@ -120,7 +120,9 @@ def _child(stack: str, path: str, base_url: str, api_key: str) -> dict[str, Any]
         def submit() -> tuple[int, str]:
             with open(path, "rb") as handle:
                 response = client.post(
-                    url, data=fields, files={"audio_file": (Path(path).name, handle, "audio/wav")},
+                    url,
+                    data=fields,
+                    files={"audio_file": (Path(path).name, handle, "audio/wav")},
                     headers=headers,
                 )
             return response.status_code, response.json().get("status", "?")

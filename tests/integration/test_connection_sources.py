@@ -91,9 +91,7 @@ def test_connection_from_the_environment(home: Path, tmp_path: Path, emulator_ho
 
 
 def test_connection_from_the_database(home: Path, tmp_path: Path, emulator_home: EmulatorHandle) -> None:
-    _airflow(
-        home, "connections", "add", "callcov_default", "--conn-json", emulator_home.connection_json()
-    )
+    _airflow(home, "connections", "add", "callcov_default", "--conn-json", emulator_home.connection_json())
     result, output = _run(home, tmp_path)
     assert "isn't defined" not in output
     assert result == {"status": "completed"}

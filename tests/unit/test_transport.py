@@ -32,7 +32,7 @@ from callcov_provider.hooks.transport import RawResponse, classify_error
         (OSError("a socket error outside both libraries"), None),
     ],
 )
-def test_classify_requests_error(exc: BaseException, expected: TransportFailure | None) -> None:
+def test_classify_error_of_requests(exc: BaseException, expected: TransportFailure | None) -> None:
     assert classify_error(exc) is expected
 
 
@@ -52,8 +52,15 @@ def test_classify_requests_error(exc: BaseException, expected: TransportFailure 
         (RuntimeError("x"), None),
     ],
 )
-def test_classify_httpx_error(exc: BaseException, expected: TransportFailure | None) -> None:
+def test_classify_error_of_httpx(exc: BaseException, expected: TransportFailure | None) -> None:
     assert classify_error(exc) is expected
+
+
+def test_classify_error_of_a_subclass_defined_elsewhere() -> None:
+    class ProxyReadTimeout(httpx.ReadTimeout):
+        pass
+
+    assert classify_error(ProxyReadTimeout("x")) is TransportFailure.READ_TIMEOUT
 
 
 def test_raw_response_content_type() -> None:
