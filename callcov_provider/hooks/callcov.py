@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from airflow.providers.common.compat.sdk import BaseHook
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
 from callcov_provider.exceptions import (
     APIConnectionError,
@@ -21,19 +21,11 @@ from callcov_provider.exceptions import (
     InvalidRequestError,
     url_secrets,
 )
-from callcov_provider.hooks import async_pool, validation
+from callcov_provider.hooks import async_pool, transport, validation
 from callcov_provider.hooks.config import ClientSettings, parse_extras, settings_from_connection
 from callcov_provider.hooks.pacing import QuotaPacer, pacer_for
 from callcov_provider.hooks.retry import RetryPolicy
-from callcov_provider.hooks.transport import (
-    ModelT,
-    RawResponse,
-    RetryController,
-    classify_httpx_error,
-    classify_requests_error,
-    parse_model,
-    transport_error,
-)
+from callcov_provider.hooks.transport import ModelT, RawResponse, parse_model
 from callcov_provider.models import LIST_LIMIT_MAX, Analysis, AnalysisList
 from callcov_provider.version import __version__
 
@@ -187,7 +179,15 @@ class CallCovHook(BaseHook):
                 get_async_extra_dejson,
             )
 
-            conn = await get_async_connection(self.callcov_conn_id, hook=self)
+            try:
+                conn = await get_async_connection(self.callcov_conn_id, hook=self)
+            except AirflowNotFoundException:
+                # The async lookup can see fewer secrets backends than the blocking one: `airflow dags test`
+                # runs a deferred trigger in-process, where it cannot reach the supervisor and so misses
+                # connections stored in the database. Ask the blocking lookup, off the event loop.
+                from asgiref.sync import sync_to_async
+
+                conn = await sync_to_async(self.get_connection)(self.callcov_conn_id)
             extras = await get_async_extra_dejson(conn)
             settings = settings_from_connection(
                 conn_id=self.callcov_conn_id,
@@ -202,12 +202,7 @@ class CallCovHook(BaseHook):
     def get_conn(self) -> requests.Session:
         """The hook's one reused ``requests.Session`` (authentication is added per request)."""
         if self._session is None:
-            import requests
-
-            session = requests.Session()
-            session.headers["User-Agent"] = f"{USER_AGENT} requests/{requests.__version__}"
-            session.headers["Accept"] = "application/json"
-            self._session = session
+            self._session = transport.build_session(USER_AGENT)
         return self._session
 
     def close(self) -> None:
@@ -242,61 +237,30 @@ class CallCovHook(BaseHook):
         *,
         params: Mapping[str, Any] | None = None,
         json_body: Mapping[str, Any] | None = None,
-        body_factory: Callable[[], tuple[Any, str, Callable[[], None]]] | None = None,
+        body_factory: transport.BodyFactory | None = None,
         idempotency_key: str | None = None,
         policy: RetryPolicy | None = None,
     ) -> RawResponse:
         """Send one logical request with retries; return the final response (2xx or not)."""
-        import requests
-        import tenacity
-
         settings = self.settings
-        session = self.get_conn()
-        url = settings.url(path)
         headers = settings.auth_headers()
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
-        retry_policy = policy or settings.retry_policy
-        controller = RetryController(
-            retry_policy, method, f"{method} {path}", classify_requests_error, self.log
+        return transport.send(
+            self.get_conn(),
+            method,
+            path,
+            settings.url(path),
+            headers=headers,
+            timeout=(settings.connect_timeout, settings.read_timeout),
+            policy=policy or settings.retry_policy,
+            pacer=self.pacer,
+            sleep=self.sleep,
+            logger=self.log,
+            params=params,
+            json_body=json_body,
+            body_factory=body_factory,
         )
-        pacer = self.pacer
-        submission = method == "POST"
-        own_gate = [0.0]  # the latest gate this request's own 429s set, which its retry waits sleep out
-
-        def attempt() -> RawResponse:
-            pacer.wait_turn(self.sleep, submission=submission, waited_until=own_gate[0])
-            cleanup: Callable[[], None] = _noop
-            data: Any = None
-            request_headers = dict(headers)
-            if body_factory is not None:
-                # A fresh body per attempt: a stream consumed by a failed attempt cannot be replayed.
-                data, content_type, cleanup = body_factory()
-                request_headers["Content-Type"] = content_type
-            try:
-                response = session.request(
-                    method,
-                    url,
-                    params=params,
-                    json=json_body,
-                    data=data,
-                    headers=request_headers,
-                    timeout=(settings.connect_timeout, settings.read_timeout),
-                    allow_redirects=False,
-                )
-                raw = RawResponse(response.status_code, dict(response.headers), response.content)
-            finally:
-                cleanup()
-            own_gate[0] = max(own_gate[0], _teach(pacer, retry_policy, raw, submission=submission))
-            return raw
-
-        try:
-            return tenacity.Retrying(sleep=self.sleep, **controller.tenacity_kwargs())(attempt)
-        except requests.exceptions.RequestException as err:
-            failure = classify_requests_error(err)
-            if failure is None:
-                raise APIConnectionError(f"{method} {path} failed: {type(err).__name__}") from None
-            raise transport_error(failure, method, url) from None
 
     # -- the async wire ----------------------------------------------------------------------------------
 
@@ -326,36 +290,19 @@ class CallCovHook(BaseHook):
         self, method: str, path: str, *, params: Mapping[str, Any] | None = None
     ) -> RawResponse:
         """Async counterpart of :meth:`_send` for the read-only calls triggers make."""
-        import httpx
-        import tenacity
-
         settings = await self.aget_settings()
-        client = await self._get_async_client()
-        url = settings.url(path)
-        controller = RetryController(
-            settings.retry_policy, method, f"{method} {path}", classify_httpx_error, self.log
+        return await transport.asend(
+            await self._get_async_client(),
+            method,
+            path,
+            settings.url(path),
+            headers=settings.auth_headers(),
+            policy=settings.retry_policy,
+            pacer=self.pacer,
+            sleep=self.async_sleep,
+            logger=self.log,
+            params=params,
         )
-
-        pacer = self.pacer
-        own_gate = [0.0]
-
-        async def attempt() -> RawResponse:
-            await pacer.await_turn(self.async_sleep, submission=False, waited_until=own_gate[0])
-            # Bounded concurrency per loop: a burst of answers never stalls the other triggers.
-            async with async_pool.in_flight_limit():
-                response = await client.request(method, url, params=params, headers=settings.auth_headers())
-            raw = RawResponse(response.status_code, dict(response.headers), response.content)
-            own_gate[0] = max(own_gate[0], _teach(pacer, settings.retry_policy, raw, submission=False))
-            return raw
-
-        try:
-            retrying = tenacity.AsyncRetrying(sleep=self.async_sleep, **controller.tenacity_kwargs())
-            return await retrying(attempt)
-        except httpx.HTTPError as err:
-            failure = classify_httpx_error(err)
-            if failure is None:
-                raise APIConnectionError(f"{method} {path} failed: {type(err).__name__}") from None
-            raise transport_error(failure, method, url) from None
 
     def _parse(
         self, response: RawResponse, model: type[ModelT], what: str, extra_secrets: tuple[str, ...] = ()
@@ -423,7 +370,10 @@ class CallCovHook(BaseHook):
                 name: json.dumps(value) if name == "metadata" else value for name, value in present.items()
             }
             submit = functools.partial(
-                self._send, "POST", self.settings.submit_path, body_factory=_multipart_factory(audio, form)
+                self._send,
+                "POST",
+                self.settings.submit_path,
+                body_factory=transport.multipart_body(audio.path, audio.audio_format.content_type, form),
             )
         response = submit(idempotency_key=key)
         # The server may echo the audio URL back in an error: its query (a signed URL's token) is a secret.
@@ -583,35 +533,3 @@ class CallCovHook(BaseHook):
             return False, f"CallCov API error: {err}"
         return True, f"Connected to the CallCov API at {settings.base_url}"
 
-
-def _teach(pacer: QuotaPacer, policy: RetryPolicy, response: RawResponse, *, submission: bool) -> float:
-    """
-    Tell the pacer what an answer says about the quota (a 429's wait, or an accepted submission), and
-    return the gate a 429 set (0 otherwise).
-    """
-    if response.status == 429:
-        return pacer.rate_limited(policy.paced_wait(response.outcome()), submission=submission)
-    if submission and 200 <= response.status < 300:
-        pacer.accepted()
-    return 0.0
-
-
-def _noop() -> None:
-    return None
-
-
-def _multipart_factory(
-    audio: validation.AudioFile, form: Mapping[str, Any]
-) -> Callable[[], tuple[Any, str, Callable[[], None]]]:
-    """Build, per attempt, a streaming multipart body that reads the file from disk as it is sent."""
-
-    def build() -> tuple[Any, str, Callable[[], None]]:
-        from requests_toolbelt.multipart.encoder import MultipartEncoder
-
-        handle = audio.path.open("rb")
-        fields: dict[str, Any] = {name: str(value) for name, value in form.items()}
-        fields["audio_file"] = (audio.path.name, handle, audio.audio_format.content_type)
-        encoder = MultipartEncoder(fields=fields)
-        return encoder, encoder.content_type, handle.close
-
-    return build

@@ -1,16 +1,22 @@
 """
-What the sync and async paths share around the wire: response parsing, error mapping, and the tenacity
-adapter that applies :class:`~callcov_provider.hooks.retry.RetryPolicy`.
+The wire: the one module that sends requests, on both paths, and maps what goes wrong.
 
-The transports themselves (``requests`` and ``httpx``) are imported lazily by the hook; this module only
-classifies their exceptions by name of class, so importing it stays cheap.
+The sync path sends with ``requests`` (streaming uploads through ``requests_toolbelt``), the async path
+with the loop's shared ``httpx.AsyncClient`` (:mod:`~callcov_provider.hooks.async_pool`). Both take their
+turn on the account's quota pacer, retry through one tenacity adapter of
+:class:`~callcov_provider.hooks.retry.RetryPolicy`, tell the pacer what each answer says about the quota,
+and classify transport exceptions with one classifier. Why two HTTP libraries and not one: see the
+performance documentation ("One HTTP stack or two").
+
+Both libraries are imported on first use, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
@@ -29,6 +35,12 @@ from callcov_provider.hooks.retry import (
     TransportFailure,
     server_requested_wait,
 )
+
+if TYPE_CHECKING:
+    import httpx
+    import requests
+
+    from callcov_provider.hooks.pacing import QuotaPacer
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -110,8 +122,20 @@ def parse_model(
         ) from None
 
 
-def classify_requests_error(exc: BaseException) -> TransportFailure | None:
-    """Map a ``requests`` exception to a :class:`TransportFailure`, or ``None`` for any other exception."""
+def classify_error(exc: BaseException) -> TransportFailure | None:
+    """
+    Map a transport exception of either path (``requests`` or ``httpx``) to a :class:`TransportFailure`,
+    or ``None`` for any other exception.
+    """
+    libraries = {cls.__module__.partition(".")[0] for cls in type(exc).__mro__}
+    if "httpx" in libraries:
+        return _classify_httpx(exc)
+    if "requests" in libraries:
+        return _classify_requests(exc)
+    return None
+
+
+def _classify_requests(exc: BaseException) -> TransportFailure | None:
     import requests
 
     if isinstance(exc, requests.exceptions.ConnectTimeout):
@@ -133,8 +157,7 @@ def classify_requests_error(exc: BaseException) -> TransportFailure | None:
     return None
 
 
-def classify_httpx_error(exc: BaseException) -> TransportFailure | None:
-    """Map an ``httpx`` exception to a :class:`TransportFailure`, or ``None`` for any other exception."""
+def _classify_httpx(exc: BaseException) -> TransportFailure | None:
     import httpx
 
     if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
@@ -158,6 +181,14 @@ def transport_error(failure: TransportFailure, method: str, url: str) -> CallCov
     return APIConnectionError(f"{failure.value} on {target}")
 
 
+def wire_error(exc: BaseException, method: str, path: str, url: str) -> CallCovError:
+    """The typed error for a transport exception that ended a request (after its retries)."""
+    failure = classify_error(exc)
+    if failure is None:
+        return APIConnectionError(f"{method} {path} failed: {type(exc).__name__}")
+    return transport_error(failure, method, url)
+
+
 class RetryController:
     """
     Plugs :class:`RetryPolicy` into tenacity for one request: which outcomes retry, and how long to wait.
@@ -165,7 +196,7 @@ class RetryController:
     :param policy: The policy to apply.
     :param method: The request's HTTP method.
     :param label: What to name in log lines (method and path, never a secret).
-    :param classify: Maps a transport exception to a :class:`TransportFailure`.
+    :param classify: Maps a transport exception to a :class:`TransportFailure` (:func:`classify_error`).
     :param logger: Where each retry is logged as a warning with its reason and wait.
     """
 
@@ -236,3 +267,166 @@ class RetryController:
             "stop": tenacity.stop_never,
             "reraise": True,
         }
+
+
+# -- sending -----------------------------------------------------------------------------------------------
+
+#: Builds a fresh request body per attempt: ``(body, content type, cleanup)``.
+BodyFactory = Callable[[], tuple[Any, str, Callable[[], None]]]
+
+
+def build_session(user_agent: str) -> requests.Session:
+    """A ``requests.Session`` with the provider's headers that keeps no cookies (auth is per request)."""
+    import requests
+
+    from callcov_provider.hooks.async_pool import refuse_cookies
+
+    session = requests.Session()
+    session.headers["User-Agent"] = f"{user_agent} requests/{requests.__version__}"
+    session.headers["Accept"] = "application/json"
+    refuse_cookies(session.cookies)
+    return session
+
+
+def send(
+    session: requests.Session,
+    method: str,
+    path: str,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    timeout: tuple[float, float],
+    policy: RetryPolicy,
+    pacer: QuotaPacer,
+    sleep: Callable[[float], None],
+    logger: WarningLogger,
+    params: Mapping[str, Any] | None = None,
+    json_body: Mapping[str, Any] | None = None,
+    body_factory: BodyFactory | None = None,
+) -> RawResponse:
+    """
+    Send one logical request on the sync path, with retries; return the final response (2xx or not).
+
+    Every attempt first waits its turn on ``pacer`` (a POST is a submission), and tells it what the
+    answer says about the quota.
+
+    :param path: The API path, named in log lines and errors (never a secret, unlike ``url``'s query).
+    :param url: The full URL.
+    :param headers: Authentication and other per-request headers.
+    :param timeout: ``(connect, read)`` seconds.
+    :param body_factory: Builds the body per attempt (a stream consumed by a failed attempt cannot be
+        replayed).
+    :raises CallCovError: for a transport failure that outlasted its retries.
+    """
+    import requests
+    import tenacity
+
+    controller = RetryController(policy, method, f"{method} {path}", classify_error, logger)
+    submission = method == "POST"
+    own_gate = [0.0]  # the latest gate this request's own 429s set, which its retry waits sleep out
+
+    def attempt() -> RawResponse:
+        pacer.wait_turn(sleep, submission=submission, waited_until=own_gate[0])
+        cleanup: Callable[[], None] = _noop
+        data: Any = None
+        request_headers = dict(headers)
+        if body_factory is not None:
+            data, content_type, cleanup = body_factory()
+            request_headers["Content-Type"] = content_type
+        try:
+            response = session.request(
+                method,
+                url,
+                params=params,
+                json=json_body,
+                data=data,
+                headers=request_headers,
+                timeout=timeout,
+                allow_redirects=False,
+            )
+            raw = RawResponse(response.status_code, dict(response.headers), response.content)
+        finally:
+            cleanup()
+        own_gate[0] = max(own_gate[0], teach(pacer, policy, raw, submission=submission))
+        return raw
+
+    try:
+        return tenacity.Retrying(sleep=sleep, **controller.tenacity_kwargs())(attempt)
+    except requests.exceptions.RequestException as err:
+        raise wire_error(err, method, path, url) from None
+
+
+async def asend(
+    client: httpx.AsyncClient,
+    method: str,
+    path: str,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    policy: RetryPolicy,
+    pacer: QuotaPacer,
+    sleep: Callable[[float], Awaitable[None]],
+    logger: WarningLogger,
+    params: Mapping[str, Any] | None = None,
+) -> RawResponse:
+    """
+    Async counterpart of :func:`send` for the read-only calls triggers make.
+
+    Requests also take their turn on the loop's in-flight limit, so a burst of answers never stalls the
+    other triggers of the loop.
+    """
+    import httpx
+    import tenacity
+
+    from callcov_provider.hooks import async_pool
+
+    controller = RetryController(policy, method, f"{method} {path}", classify_error, logger)
+    own_gate = [0.0]
+
+    async def attempt() -> RawResponse:
+        await pacer.await_turn(sleep, submission=False, waited_until=own_gate[0])
+        async with async_pool.in_flight_limit():
+            response = await client.request(method, url, params=params, headers=dict(headers))
+        raw = RawResponse(response.status_code, dict(response.headers), response.content)
+        own_gate[0] = max(own_gate[0], teach(pacer, policy, raw, submission=False))
+        return raw
+
+    try:
+        retrying = tenacity.AsyncRetrying(sleep=sleep, **controller.tenacity_kwargs())
+        return await retrying(attempt)
+    except httpx.HTTPError as err:
+        raise wire_error(err, method, path, url) from None
+
+
+def teach(pacer: QuotaPacer, policy: RetryPolicy, response: RawResponse, *, submission: bool) -> float:
+    """
+    Tell the pacer what an answer says about the quota (a 429's wait, or an accepted submission), and
+    return the gate a 429 set (0 otherwise).
+    """
+    if response.status == 429:
+        return pacer.rate_limited(policy.paced_wait(response.outcome()), submission=submission)
+    if submission and 200 <= response.status < 300:
+        pacer.accepted()
+    return 0.0
+
+
+def _noop() -> None:
+    return None
+
+
+def multipart_body(path: Path, content_type: str, form: Mapping[str, Any]) -> BodyFactory:
+    """
+    A :data:`BodyFactory` of streaming multipart bodies: ``form``'s fields, then the file as
+    ``audio_file``, read from disk as it is sent (memory stays flat whatever the file's size).
+    """
+
+    def build() -> tuple[Any, str, Callable[[], None]]:
+        from requests_toolbelt.multipart.encoder import MultipartEncoder
+
+        handle = path.open("rb")
+        fields: dict[str, Any] = {name: str(value) for name, value in form.items()}
+        fields["audio_file"] = (path.name, handle, content_type)
+        encoder = MultipartEncoder(fields=fields)
+        return encoder, encoder.content_type, handle.close
+
+    return build

@@ -275,3 +275,47 @@ async def test_async_client_is_reused(ahook: CallCovHook) -> None:
     assert len(server.requests) == 2
     assert json.loads(server.requests[0].content or b"null") is None
     await ahook.aclose()
+
+
+async def test_async_lookup_that_misses_falls_back_to_the_blocking_lookup_off_the_loop(
+    make_hook: Callable[..., CallCovHook], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in `airflow dags test` on Airflow 3.3: the async lookup cannot reach the supervisor, so it misses
+    # a connection the blocking lookup finds in the database.
+    import threading
+
+    from airflow.providers.common.compat import connection as compat_connection
+    from airflow.providers.common.compat.sdk import AirflowNotFoundException
+
+    async def async_miss(conn_id: str, hook: Any = None) -> Any:
+        raise AirflowNotFoundException(f"The conn_id `{conn_id}` isn't defined")
+
+    monkeypatch.setattr(compat_connection, "get_async_connection", async_miss)
+    hook = make_hook()
+    original = hook.get_connection
+    loop_thread = threading.get_ident()
+    lookups: list[int] = []
+
+    def blocking_lookup(conn_id: str) -> Any:
+        lookups.append(threading.get_ident())
+        return original(conn_id)
+
+    hook.get_connection = blocking_lookup  # type: ignore[method-assign]
+    server = Server(ok(COMPLETED_002))
+    hook.async_transport = server.transport()
+    result = await hook.aget_analysis(COMPLETED_002["id"])
+    assert result.status is AnalysisStatus.COMPLETED
+    assert len(lookups) == 1
+    assert lookups[0] != loop_thread  # never blocks the event loop
+    assert server.requests[0].headers["X-API-Key"] == KEY
+
+
+async def test_a_connection_missing_everywhere_is_still_reported(
+    make_hook: Callable[..., CallCovHook], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.providers.common.compat.sdk import AirflowNotFoundException
+
+    monkeypatch.delenv("AIRFLOW_CONN_CALLCOV_DEFAULT")
+    hook = make_hook("callcov_nowhere")
+    with pytest.raises(AirflowNotFoundException, match="callcov_nowhere"):
+        await hook.aget_analysis(COMPLETED_002["id"])

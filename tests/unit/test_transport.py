@@ -8,7 +8,7 @@ import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from callcov_provider.hooks.retry import TransportFailure
-from callcov_provider.hooks.transport import RawResponse, classify_httpx_error, classify_requests_error
+from callcov_provider.hooks.transport import RawResponse, classify_error
 
 
 @pytest.mark.parametrize(
@@ -29,10 +29,11 @@ from callcov_provider.hooks.transport import RawResponse, classify_httpx_error, 
         (requests.exceptions.ConnectionError(), TransportFailure.DROPPED),
         (requests.exceptions.InvalidURL("x"), None),
         (ValueError("not a transport error"), None),
+        (OSError("a socket error outside both libraries"), None),
     ],
 )
-def test_classify_requests_error(exc: BaseException, expected: TransportFailure | None) -> None:
-    assert classify_requests_error(exc) is expected
+def test_classify_error_of_requests(exc: BaseException, expected: TransportFailure | None) -> None:
+    assert classify_error(exc) is expected
 
 
 @pytest.mark.parametrize(
@@ -51,8 +52,15 @@ def test_classify_requests_error(exc: BaseException, expected: TransportFailure 
         (RuntimeError("x"), None),
     ],
 )
-def test_classify_httpx_error(exc: BaseException, expected: TransportFailure | None) -> None:
-    assert classify_httpx_error(exc) is expected
+def test_classify_error_of_httpx(exc: BaseException, expected: TransportFailure | None) -> None:
+    assert classify_error(exc) is expected
+
+
+def test_classify_error_of_a_subclass_defined_elsewhere() -> None:
+    class ProxyReadTimeout(httpx.ReadTimeout):
+        pass
+
+    assert classify_error(ProxyReadTimeout("x")) is TransportFailure.READ_TIMEOUT
 
 
 def test_raw_response_content_type() -> None:
