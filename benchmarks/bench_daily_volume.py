@@ -205,6 +205,9 @@ def _run_day(dag_id: str, calls: int, quota: int, requests_quota: int, work: Pat
             tis = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
             task_instances = int(tis.json()["total_entries"])
             phases = _phases(tis.json()["task_instances"])
+            unsuccessful = sorted(
+                {ti["task_id"] for ti in tis.json()["task_instances"] if ti.get("state") != "success"}
+            )
             log = emulator.control.requests(method="POST")
             analyses = len(emulator.control.analyses())
         finally:
@@ -223,7 +226,8 @@ def _run_day(dag_id: str, calls: int, quota: int, requests_quota: int, work: Pat
         analyses=analyses,
         task_instances=task_instances,
         cpu=cpu,
-        state=str(run["state"]),
+        # A run whose leaf succeeded may still have lost a task on the way: say which.
+        state=str(run["state"]) + (f" (not successful: {', '.join(unsuccessful)})" if unsuccessful else ""),
         phases=phases,
     )
 
