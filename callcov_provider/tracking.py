@@ -19,8 +19,8 @@ runs out, so the cost of a cycle never grows with the batch):
    or one older than expected) are read with single GETs, at most ``fallback_gets`` a sweep.
 
 A sweep never costs more requests than reading the ids still pending one by one would: a sweep is
-chosen per sweep, listing pages when the last list sweep cost fewer requests than there are pending ids,
-single GETs of every pending id when it did not, and a list sweep stops listing once it has spent as many
+chosen per sweep, single GETs of every pending id when there are fewer of them than the last list sweep
+cost requests, list pages otherwise, and a list sweep stops listing once it has spent as many
 requests as there are pending ids (the next sweep then reads them one by one).
 
 A batch of one id is simply read with one GET per cycle. A terminal status, once seen, is final: the
@@ -66,8 +66,8 @@ MAX_CONSECUTIVE_FAILURES = 10
 DEFERRAL_TIMEOUT_MARGIN = 60.0
 #: Errors after which the next cycle tries again (counted against :data:`MAX_CONSECUTIVE_FAILURES`).
 TRANSIENT_ERRORS: tuple[type[CallCovError], ...] = (APIConnectionError, ServerError, UnexpectedResponseError)
-#: A list sweep is assumed to cost this many requests until one has been measured: with this many pending
-#: ids or fewer, single GETs are read instead.
+#: A list sweep is assumed to cost this many requests until one has been measured: with fewer pending
+#: ids, single GETs are read instead.
 INITIAL_LIST_SWEEP_COST = 3
 
 
@@ -287,8 +287,8 @@ class BatchTracker:
     def _batch(self) -> _Sweep:
         pending = [aid for aid in self.order if aid in self.pending]
         expected = INITIAL_LIST_SWEEP_COST if self.list_sweep_cost is None else self.list_sweep_cost
-        if len(pending) <= expected:
-            # Reading each pending id costs no more than listing would.
+        if len(pending) < expected:
+            # Reading each pending id costs less than listing would.
             yield from self._gets(self._rotated(pending))
             return
         self.list_sweep_cost = yield from self._list_sweep(cap=len(pending))
@@ -370,6 +370,10 @@ class WaitFailedError(CallCovError):
     default_code = "wait_failed"
 
 
+def _now() -> float:
+    return time.time()
+
+
 class Waiter:
     """
     The provider's one wait: poll cycles over a :class:`BatchTracker` under one failure rule.
@@ -386,7 +390,7 @@ class Waiter:
     :param budget: Requests a cycle may make (``None``: a whole sweep).
     :param max_failures: Failed cycles in a row that end the wait.
     :param rotation: See :class:`BatchTracker`.
-    :param clock: Epoch seconds; replaceable in tests.
+    :param clock: Epoch seconds (default: ``time.time``).
     """
 
     def __init__(
@@ -396,7 +400,7 @@ class Waiter:
         budget: int | None = MAX_REQUESTS_PER_CYCLE,
         max_failures: int = MAX_CONSECUTIVE_FAILURES,
         rotation: int = 0,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.tracker = BatchTracker(analysis_ids, rotation=rotation)
         self.budget = budget
@@ -405,7 +409,7 @@ class Waiter:
         #: Epoch time before which no request is made (the API's paced wait).
         self.not_before = 0.0
         self.cycles = 0
-        self._clock = clock
+        self._clock = clock if clock is not None else _now
         self._made = 0
 
     @property
