@@ -19,7 +19,7 @@ runs out, so the cost of a cycle never grows with the batch):
    or one older than expected) are read with single GETs, at most ``fallback_gets`` a sweep.
 
 A sweep never costs more requests than reading the ids still pending one by one would: a sweep is
-chosen per sweep, single GETs of every pending id when there are fewer of them than the last list sweep
+chosen per sweep, single GETs of every pending id when there are no more of them than the last list sweep
 cost requests, list pages otherwise, and a list sweep stops listing once it has spent as many
 requests as there are pending ids (the next sweep then reads them one by one).
 
@@ -66,8 +66,8 @@ MAX_CONSECUTIVE_FAILURES = 10
 DEFERRAL_TIMEOUT_MARGIN = 60.0
 #: Errors after which the next cycle tries again (counted against :data:`MAX_CONSECUTIVE_FAILURES`).
 TRANSIENT_ERRORS: tuple[type[CallCovError], ...] = (APIConnectionError, ServerError, UnexpectedResponseError)
-#: A list sweep is assumed to cost this many requests until one has been measured: with fewer pending
-#: ids, single GETs are read instead.
+#: A list sweep is assumed to cost this many requests until one has been measured (the ``processing``
+#: page, one GET, a page of finished analyses): with this many pending ids or fewer, single GETs are read.
 INITIAL_LIST_SWEEP_COST = 3
 
 
@@ -287,8 +287,8 @@ class BatchTracker:
     def _batch(self) -> _Sweep:
         pending = [aid for aid in self.order if aid in self.pending]
         expected = INITIAL_LIST_SWEEP_COST if self.list_sweep_cost is None else self.list_sweep_cost
-        if len(pending) < expected:
-            # Reading each pending id costs less than listing would.
+        if len(pending) <= expected:
+            # Reading each pending id costs no more than listing would, and never needs a second sweep.
             yield from self._gets(self._rotated(pending))
             return
         self.list_sweep_cost = yield from self._list_sweep(cap=len(pending))

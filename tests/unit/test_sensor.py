@@ -192,10 +192,9 @@ def test_any_sequence_of_ids_is_accepted(account: FakeAccount, ids: Sequence[str
         "contact_id": "contact-a1",
         "error_message": None,
     }
-    # Nothing processing, nothing seen yet: one GET bounds the scan; all are found among the completed, so
-    # the failed listing is not read.
-    assert account.gets == ["a1"]
-    assert [q["status_filter"] for q in account.lists] == ["processing", "completed"]
+    # Three ids cost three GETs, no more than the listings would (processing, one GET, completed).
+    assert account.gets == ["a1", "a2", "a3"]
+    assert account.lists == []
 
 
 def test_one_id_returns_the_full_analysis(account: FakeAccount) -> None:
@@ -401,8 +400,9 @@ def test_deferrable_pokes_once_then_defers_with_the_trigger(account: FakeAccount
     assert before + 900 <= kwargs["end_time"] <= after + 900
     assert info.value.method_name == "execute_complete"
     assert info.value.timeout > timedelta(seconds=900)
-    assert account.lists[0]["status_filter"] == "processing"  # poked once before deferring
-    assert account.calls == 1
+    # Poked once before deferring: three ids, read one by one (no more than a list sweep would cost).
+    assert account.gets == ["a1", "a2", "a3"]
+    assert account.calls == 3
 
 
 def test_deferrable_returns_at_once_when_already_finished(account: FakeAccount) -> None:
