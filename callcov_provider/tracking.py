@@ -18,10 +18,11 @@ runs out, so the cost of a cycle never grows with the batch):
 3. The few ids the listings could not account for (an id that moved between pages while they were read,
    or one older than expected) are read with single GETs, at most ``fallback_gets`` a sweep.
 
-A sweep never costs more requests than reading the ids still pending one by one would: a sweep is
-chosen per sweep, single GETs of every pending id when there are no more of them than the last list sweep
-cost requests, list pages otherwise, and a list sweep stops listing once it has spent as many
-requests as there are pending ids (the next sweep then reads them one by one).
+A sweep never costs more requests than reading the ids still pending one by one would, and each sweep
+chooses: single GETs of every pending id when the ``processing`` listing alone would cost as much (or the
+batch has at most three left); single GETs of the ids that left that listing when there are fewer of them
+than confirming from the listings took last time; pages otherwise. A sweep stops once it has spent as many
+requests as there are pending ids; what it learnt of the costs steers the next sweep.
 
 A batch of one id is simply read with one GET per cycle. A terminal status, once seen, is final: the
 API never moves an analysis back to ``processing``.
@@ -66,9 +67,9 @@ MAX_CONSECUTIVE_FAILURES = 10
 DEFERRAL_TIMEOUT_MARGIN = 60.0
 #: Errors after which the next cycle tries again (counted against :data:`MAX_CONSECUTIVE_FAILURES`).
 TRANSIENT_ERRORS: tuple[type[CallCovError], ...] = (APIConnectionError, ServerError, UnexpectedResponseError)
-#: A list sweep is assumed to cost this many requests until one has been measured (the ``processing``
-#: page, one GET, a page of finished analyses): with this many pending ids or fewer, single GETs are read.
-INITIAL_LIST_SWEEP_COST = 3
+#: With this many pending ids or fewer, a sweep reads each one with a GET: a list sweep that finds any
+#: finished costs at least as much (the ``processing`` page, one GET, a page of finished analyses).
+SMALL_BATCH = 3
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,11 @@ class BatchTracker:
         self.rotation = rotation
         self.pending: set[str] = set(self.order)
         self.finished: dict[str, Analysis] = {}
-        #: Requests the last list sweep cost (``None`` until one ran): the price single GETs are held to.
-        self.list_sweep_cost: int | None = None
+        #: Pages the ``processing`` listing took the last time it was read.
+        self.processing_pages = 1
+        #: Requests it took, the last time, to confirm departed ids from the listings (an estimate, 2, at
+        #: first: one GET and one page): fewer departed ids than this are read with single GETs instead.
+        self.confirm_cost = 2
         self._known: dict[str, Analysis] = {}
         self._floor: float | None = None
         self._sweep: _Sweep | None = None
@@ -192,7 +196,8 @@ class BatchTracker:
                 for aid, a in self.finished.items()
             },
             "floor": self._floor,
-            "list_sweep_cost": self.list_sweep_cost,
+            "processing_pages": self.processing_pages,
+            "confirm_cost": self.confirm_cost,
         }
 
     def restore(self, state: Any) -> None:
@@ -221,9 +226,10 @@ class BatchTracker:
         floor = state.get("floor")
         if isinstance(floor, (int, float)):
             self._floor = float(floor) if self._floor is None else min(self._floor, float(floor))
-        cost = state.get("list_sweep_cost")
-        if isinstance(cost, int) and cost > 0:
-            self.list_sweep_cost = cost
+        for name in ("processing_pages", "confirm_cost"):
+            value = state.get(name)
+            if isinstance(value, int) and value > 0:
+                setattr(self, name, value)
 
     # -- driving -----------------------------------------------------------------------------------------
 
@@ -285,22 +291,26 @@ class BatchTracker:
                 self.observe(answer)
 
     def _batch(self) -> _Sweep:
+        """
+        One sweep of at most as many requests as there are pending ids (what single GETs would cost).
+
+        The ``processing`` listing first, unless it alone would cost as much as reading every pending id;
+        then the ids that left it are confirmed from the listings, or with single GETs when there are
+        fewer of them than the listings took last time. What each part cost is remembered for the next
+        sweep's choice.
+        """
         pending = [aid for aid in self.order if aid in self.pending]
-        expected = INITIAL_LIST_SWEEP_COST if self.list_sweep_cost is None else self.list_sweep_cost
-        if len(pending) <= expected:
-            # Reading each pending id costs no more than listing would, and never needs a second sweep.
+        cap = len(pending)
+        if cap <= max(SMALL_BATCH, self.processing_pages + 1):
             yield from self._gets(self._rotated(pending))
             return
-        self.list_sweep_cost = yield from self._list_sweep(cap=len(pending))
-
-    def _list_sweep(self, cap: int) -> Generator[PollRequest, PollResponse, int]:
-        """One list sweep of at most ``cap`` requests; returns what it cost (``cap`` when it ran out)."""
         spent = 0
         running: set[str] = set()
         offset = 0
         while True:
             if spent >= cap:
-                return cap
+                self.processing_pages = cap  # cut short: next time, reading each id is cheaper
+                return
             page = yield ListRequest(AnalysisStatus.PROCESSING.value, offset)
             spent += 1
             assert isinstance(page, AnalysisList)
@@ -311,10 +321,23 @@ class BatchTracker:
             if not page.has_more or not page.data:
                 break
             offset += len(page.data)
-        departed = self.pending - running
+        self.processing_pages = spent
+        departed = [aid for aid in pending if aid not in running and aid in self.pending]
         if not departed:
-            return spent
-        unseen = [aid for aid in self.order if aid in departed and aid not in self._known]
+            return
+        left = cap - spent
+        if len(departed) < self.confirm_cost:
+            yield from self._gets(self._rotated(departed)[:left])
+            return
+        used = yield from self._confirm(departed, left)
+        # A confirmation cut short by the cap is priced above what it was allowed, so GETs win next time.
+        self.confirm_cost = used if used < left else left + 1
+
+    def _confirm(self, departed: list[str], cap: int) -> Generator[PollRequest, PollResponse, int]:
+        """Confirm ``departed`` ids from the listings, in at most ``cap`` requests; return what it took."""
+        spent = 0
+        wanted = set(departed)
+        unseen = [aid for aid in departed if aid not in self._known]
         if unseen and spent < cap:
             # Ids never seen (finished before the first poll) may be older than everything seen so far:
             # the oldest analyses of a batch usually finish first. One GET of the first of them in input
@@ -327,9 +350,9 @@ class BatchTracker:
         if self._floor is not None:
             for status in (AnalysisStatus.COMPLETED.value, AnalysisStatus.FAILED.value):
                 offset = 0
-                while departed & self.pending:
+                while wanted & self.pending:
                     if spent >= cap:
-                        return cap
+                        return spent
                     page = yield ListRequest(status, offset)
                     spent += 1
                     assert isinstance(page, AnalysisList)
@@ -339,7 +362,7 @@ class BatchTracker:
                     if not page.has_more or not page.data or (created and min(created) < self._floor):
                         break
                     offset += len(page.data)
-        unaccounted = [aid for aid in self.order if aid in departed and aid in self.pending]
+        unaccounted = [aid for aid in departed if aid in self.pending]
         for aid in self._rotated(unaccounted)[: min(self.fallback_gets, cap - spent)]:
             answer = yield GetRequest(aid)
             spent += 1
@@ -537,7 +560,7 @@ class Waiter:
         """
         while True:
             report = self.cycle(hook)
-            self._log(log, report)
+            self.log_cycle(log, report)
             if self.done:
                 return True
             if self._clock() >= end_time:
@@ -556,14 +579,15 @@ class Waiter:
         """The async twin of :meth:`wait` (``sleep`` is the event loop's, e.g. ``asyncio.sleep``)."""
         while True:
             report = await self.acycle(hook)
-            self._log(log, report)
+            self.log_cycle(log, report)
             if self.done:
                 return True
             if self._clock() >= end_time:
                 return False
             await sleep(self.pause(poll_interval, end_time))
 
-    def _log(self, log: Any, report: CycleReport) -> None:
+    def log_cycle(self, log: Any, report: CycleReport) -> None:
+        """Log what a cycle did to ``log`` (``None``: nothing)."""
         if log is None:
             return
         if report.failure is not None:

@@ -187,7 +187,7 @@ class AnalysisCompletedSensor(BaseSensorOperator):
             report = waiter.cycle(self.hook)
         finally:
             self._save(context, waiter)
-        waiter._log(self.log, report)
+        waiter.log_cycle(self.log, report)
         if not waiter.done:
             return False
         return PokeReturnValue(is_done=True, xcom_value=self._result_from_tracker(waiter.tracker))
