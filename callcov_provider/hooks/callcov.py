@@ -322,7 +322,9 @@ class CallCovHook(BaseHook):
             user_agent=user_agent,
         )
 
-    async def _asend(self, method: str, path: str, *, params: Mapping[str, Any] | None = None) -> RawResponse:
+    async def _asend(
+        self, method: str, path: str, *, params: Mapping[str, Any] | None = None
+    ) -> RawResponse:
         """Async counterpart of :meth:`_send` for the read-only calls triggers make."""
         import httpx
         import tenacity
@@ -469,12 +471,8 @@ class CallCovHook(BaseHook):
         :param offset: Analyses to skip, 0 or more.
         """
         params = validation.list_params(
-            status_filter=status_filter,
-            agent_id=agent_id,
-            contact_id=contact_id,
-            search=search,
-            limit=limit,
-            offset=offset,
+            status_filter=status_filter, agent_id=agent_id, contact_id=contact_id, search=search,
+            limit=limit, offset=offset,
         )
         return self._parse(self._send("GET", "/analysis/", params=params), AnalysisList, "list")
 
@@ -490,12 +488,8 @@ class CallCovHook(BaseHook):
     ) -> AnalysisList:
         """Async :meth:`list_analyses` on httpx; never blocks the event loop."""
         params = validation.list_params(
-            status_filter=status_filter,
-            agent_id=agent_id,
-            contact_id=contact_id,
-            search=search,
-            limit=limit,
-            offset=offset,
+            status_filter=status_filter, agent_id=agent_id, contact_id=contact_id, search=search,
+            limit=limit, offset=offset,
         )
         return self._parse(await self._asend("GET", "/analysis/", params=params), AnalysisList, "list")
 
@@ -525,10 +519,7 @@ class CallCovHook(BaseHook):
         )
         # The checks above run when this method is called; the pages are read as the caller iterates.
         filters = {
-            "status_filter": status_filter,
-            "agent_id": agent_id,
-            "contact_id": contact_id,
-            "search": search,
+            "status_filter": status_filter, "agent_id": agent_id, "contact_id": contact_id, "search": search,
         }
         return self._iter_pages(filters, size, cap)
 
@@ -580,7 +571,9 @@ class CallCovHook(BaseHook):
         """
         try:
             settings = self.settings
-            response = self._send("GET", "/analysis/", params={"limit": 1}, policy=RetryPolicy(max_retries=0))
+            response = self._send(
+                "GET", "/analysis/", params={"limit": 1}, policy=RetryPolicy(max_retries=0)
+            )
             self._parse(response, AnalysisList, "list")
         except AuthenticationError as err:
             return False, f"Authentication failed: the API refused the key ({err.message})"
