@@ -185,8 +185,11 @@ class AnalysisCompletedSensor(BaseSensorOperator):
         waiter = self._waiter(context)
         try:
             report = waiter.cycle(self.hook)
-        finally:
+        except CallCovError:
+            waiter.failures_in_row = 0  # the wait ends here; a retry of the task counts afresh
             self._save(context, waiter)
+            raise
+        self._save(context, waiter)
         waiter.log_cycle(self.log, report)
         if not waiter.done:
             return False

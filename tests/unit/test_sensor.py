@@ -739,3 +739,27 @@ def test_a_429_in_poke_mode_is_waited_out_not_counted(
     forget_pacers()
     now[0] += 900
     assert s.poke(ctx()).xcom_value["status"] == "completed"
+
+
+def test_reschedule_mode_counts_failed_pokes_across_processes(
+    account: FakeAccount, connection: Callable[..., None]
+) -> None:
+    from callcov_provider.tracking import MAX_CONSECUTIVE_FAILURES, WaitFailedError
+
+    connection(max_retries=0)
+    store = StateStore()
+
+    def down(request: Any, context: Any) -> Any:
+        context.status_code = 503
+        return {"detail": "down"}
+
+    with rm.Mocker() as mock:
+        mock.get(re.compile(".*"), json=down)
+        for _ in range(MAX_CONSECUTIVE_FAILURES - 1):
+            poke = sensor(analysis_id=["a1", "a2"], mode="reschedule").poke(
+                ctx() | {"task_state_store": store}
+            )
+            assert poke is False
+        with pytest.raises(WaitFailedError):
+            sensor(analysis_id=["a1", "a2"], mode="reschedule").poke(ctx() | {"task_state_store": store})
+    assert store["callcov_wait"]["failures_in_row"] == 0  # a retry of the task starts its count afresh
