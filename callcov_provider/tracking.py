@@ -19,10 +19,11 @@ runs out, so the cost of a cycle never grows with the batch):
    or one older than expected) are read with single GETs, at most ``fallback_gets`` a sweep.
 
 A sweep never costs more requests than reading the ids still pending one by one would, and each sweep
-chooses: single GETs of every pending id when the ``processing`` listing alone would cost as much (or the
-batch has at most three left); single GETs of the ids that left that listing when there are fewer of them
-than confirming from the listings took last time; pages otherwise. A sweep stops once it has spent as many
-requests as there are pending ids; what it learnt of the costs steers the next sweep.
+chooses: single GETs of every pending id when the ``processing`` listing alone would cost as much (or,
+in a tracker's first sweep, when at most three are pending); single GETs of the ids that left that
+listing when there are fewer of them than confirming from the listings took last time; pages otherwise.
+A sweep stops once it has spent as many requests as there are pending ids; what it learnt of the
+costs steers the next sweep.
 
 A batch of one id is simply read with one GET per cycle. A terminal status, once seen, is final: the
 API never moves an analysis back to ``processing``.
@@ -67,8 +68,9 @@ MAX_CONSECUTIVE_FAILURES = 10
 DEFERRAL_TIMEOUT_MARGIN = 60.0
 #: Errors after which the next cycle tries again (counted against :data:`MAX_CONSECUTIVE_FAILURES`).
 TRANSIENT_ERRORS: tuple[type[CallCovError], ...] = (APIConnectionError, ServerError, UnexpectedResponseError)
-#: With this many pending ids or fewer, a sweep reads each one with a GET: a list sweep that finds any
-#: finished costs at least as much (the ``processing`` page, one GET, a page of finished analyses).
+#: With this many pending ids or fewer, a tracker's first sweep reads each one with a GET: a list sweep
+#: that finds any finished costs at least as much (the ``processing`` page, one GET, a page of finished
+#: analyses).
 SMALL_BATCH = 3
 
 
@@ -114,9 +116,11 @@ class BatchTracker:
         self.finished: dict[str, Analysis] = {}
         #: Pages the ``processing`` listing took the last time it was read.
         self.processing_pages = 1
-        #: Requests it took, the last time, to confirm departed ids from the listings (an estimate, 2, at
-        #: first: one GET and one page): fewer departed ids than this are read with single GETs instead.
-        self.confirm_cost = 2
+        #: Requests it took, the last time, to confirm departed ids from the listings, besides the GET that
+        #: bounds how far back to look (one page at first): fewer departed ids than this (plus that GET,
+        #: when needed) are read with single GETs instead.
+        self.confirm_cost = 1
+        self._sweeps = 0
         self._known: dict[str, Analysis] = {}
         self._floor: float | None = None
         self._sweep: _Sweep | None = None
@@ -301,7 +305,10 @@ class BatchTracker:
         """
         pending = [aid for aid in self.order if aid in self.pending]
         cap = len(pending)
-        if cap <= max(SMALL_BATCH, self.processing_pages + 1):
+        first, self._sweeps = self._sweeps == 0, self._sweeps + 1
+        if cap <= self.processing_pages or (first and cap <= SMALL_BATCH):
+            # The listing alone costs as much; or a small batch's first sweep, which may find every id
+            # finished (GETs settle them in one sweep; later sweeps list the ones still running in one page).
             yield from self._gets(self._rotated(pending))
             return
         spent = 0
@@ -326,12 +333,13 @@ class BatchTracker:
         if not departed:
             return
         left = cap - spent
-        if len(departed) < self.confirm_cost:
+        bounding = 1 if any(aid not in self._known for aid in departed) else 0
+        if len(departed) < self.confirm_cost + bounding:
             yield from self._gets(self._rotated(departed)[:left])
             return
         used = yield from self._confirm(departed, left)
         # A confirmation cut short by the cap is priced above what it was allowed, so GETs win next time.
-        self.confirm_cost = used if used < left else left + 1
+        self.confirm_cost = max(1, used - bounding) if used < left else left + 1
 
     def _confirm(self, departed: list[str], cap: int) -> Generator[PollRequest, PollResponse, int]:
         """Confirm ``departed`` ids from the listings, in at most ``cap`` requests; return what it took."""
