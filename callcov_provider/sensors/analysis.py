@@ -254,10 +254,12 @@ class AnalysisCompletedSensor(BaseSensorOperator):
                 self._result([], failures)
                 return analysis.to_xcom()
             results = event.get("results")
-            if results is None or not event.get("failures_complete", True):
+            if results is None:
                 # A large batch's event carries counts and the first failures only: read the rest back.
                 return self._result_from_tracker(self._read_back(ids))
-            return self._result(list(results), dict(event.get("failures") or {}))
+            # The summaries name every failure with its reason, however many the event listed.
+            failures = {r["id"]: r.get("error_message") for r in results if r.get("status") == "failed"}
+            return self._result(list(results), failures)
         if status == "timeout":
             raise AirflowSensorTimeout(f"Sensor has timed out: {event.get('message')}")
         raise CallCovError(f"waiting for CallCov analyses failed: {event.get('message')}")

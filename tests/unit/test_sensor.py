@@ -763,3 +763,18 @@ def test_reschedule_mode_counts_failed_pokes_across_processes(
         with pytest.raises(WaitFailedError):
             sensor(analysis_id=["a1", "a2"], mode="reschedule").poke(ctx() | {"task_state_store": store})
     assert store["callcov_wait"]["failures_in_row"] == 0  # a retry of the task starts its count afresh
+
+
+def test_an_event_with_summaries_names_every_failure_without_reading_back(account: FakeAccount) -> None:
+    from callcov_provider.tracking import Waiter
+    from callcov_provider.triggers.analysis import EVENT_FAILURES_MAX, build_event
+
+    ids = [f"a{i:03d}" for i in range(2 * EVENT_FAILURES_MAX)]
+    waiter = Waiter(ids)
+    waiter.restore({"v": 1, "tracker": {"finished": {aid: ["failed", "ag", "c", "silent"] for aid in ids}}})
+    event = build_event("failed", waiter.tracker, "all failed").payload
+    assert len(event["failures"]) == EVENT_FAILURES_MAX
+    with pytest.raises(AnalysisFailedError) as info:
+        sensor(analysis_id=ids).execute_complete(ctx(), event, analysis_ids=ids)
+    assert info.value.failures == dict.fromkeys(ids, "silent")
+    assert account.calls == 0
