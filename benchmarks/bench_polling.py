@@ -30,18 +30,18 @@ def _last_seq(emu: EmulatorHandle) -> int:
 
 
 async def _run_trigger(ids: list[str], poll: float) -> tuple[str, list[int]]:
-    import callcov_provider.triggers.analysis as trigger_module
+    from callcov_provider.tracking import CycleReport, Waiter
     from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
 
     per_cycle: list[int] = []
-    original = trigger_module.poll_cycle_async
+    original = Waiter.acycle
 
-    async def counting(hook: Any, tracker: Any, budget: int | None = None) -> int:
-        made = await original(hook, tracker, budget)
-        per_cycle.append(made)
-        return made
+    async def counting(self: Waiter, hook: Any) -> CycleReport:
+        report = await original(self, hook)
+        per_cycle.append(report.requests)
+        return report
 
-    trigger_module.poll_cycle_async = counting  # type: ignore[assignment]
+    Waiter.acycle = counting  # type: ignore[method-assign]
     try:
         trigger = AnalysisCompletedTrigger(ids, "callcov_default", poll, time.time() + 600)
         status = "none"
@@ -49,7 +49,7 @@ async def _run_trigger(ids: list[str], poll: float) -> tuple[str, list[int]]:
             status = event.payload["status"]
         return status, per_cycle
     finally:
-        trigger_module.poll_cycle_async = original  # type: ignore[assignment]
+        Waiter.acycle = original  # type: ignore[method-assign]
 
 
 async def _run_baseline(emu: EmulatorHandle, ids: list[str], poll: float) -> int:

@@ -230,10 +230,31 @@ class AnalysisFailedError(CallCovError):
 
     def __init__(self, failures: Mapping[str, str | None], **kwargs: Any) -> None:
         self.failures: dict[str, str | None] = dict(failures)
-        details = "; ".join(f"{aid}: {reason or 'no reason given'}" for aid, reason in self.failures.items())
+        # The message stays short at any batch size (it lands in logs and the UI); ``failures`` has all.
+        shown = list(self.failures.items())[:FAILURES_IN_MESSAGE]
+        details = "; ".join(
+            f"{_clip(aid, 100)}: {_clip(reason or 'no reason given', REASON_IN_MESSAGE_CHARS)}"
+            for aid, reason in shown
+        )
         count = len(self.failures)
         noun = "analysis" if count == 1 else "analyses"
-        super().__init__(f"{count} {noun} failed: {details}", **kwargs)
+        message = f"{count} {noun} failed: {details}"
+        if count > len(shown):
+            message += (
+                f"; and {count - len(shown)} more (every one is in this error's `failures`; list them with "
+                'ListAnalysesOperator(status_filter="failed"))'
+            )
+        super().__init__(message, **kwargs)
+
+
+#: Failed analyses an :class:`AnalysisFailedError` message names (the rest are counted).
+FAILURES_IN_MESSAGE = 20
+#: Characters of each reason an :class:`AnalysisFailedError` message keeps.
+REASON_IN_MESSAGE_CHARS = 200
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 class DeadlineExceededError(CallCovError):

@@ -247,6 +247,7 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
             analysis = self.hook.get_analysis(analysis.id)
         if analysis.is_finished:
             return self._finish(context, analysis)
+        from callcov_provider.tracking import DEFERRAL_TIMEOUT_MARGIN
         from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
 
         self.defer(
@@ -257,7 +258,7 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
                 end_time=time.time() + self.timeout,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout + 60),
+            timeout=timedelta(seconds=self.timeout + DEFERRAL_TIMEOUT_MARGIN),
         )
         raise AssertionError("defer() returned")  # pragma: no cover
 
@@ -305,17 +306,28 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
         return status == AnalysisStatus.COMPLETED.value
 
     def poll_until_complete(self, external_id: Any, context: Context) -> str:  # type: ignore[override]
-        """Poll in the worker until the analysis finishes; push it and return its id."""
-        deadline = time.monotonic() + self.timeout
-        while True:
-            analysis = self.hook.get_analysis(str(external_id))
-            if analysis.is_finished:
-                self._finished_id = self._finish(context, analysis)
-                return self._finished_id
-            if time.monotonic() >= deadline:
-                raise DeadlineExceededError(f"analysis {analysis.id} did not finish within {self.timeout}s")
-            self.log.info("CallCov analysis %s is still processing", analysis.id)
-            time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+        """
+        Poll in the worker until the analysis finishes; push it and return its id.
+
+        The wait is the provider's one :class:`~callcov_provider.tracking.Waiter`, as in the trigger and
+        the sensor: a 429 is waited out as long as the API asked, and only the failure rule, the
+        deadline, an authentication error or an unknown id end it.
+        """
+        from callcov_provider.tracking import Waiter
+
+        analysis_id = str(external_id)
+        waiter = Waiter([analysis_id], clock=time.time)
+        finished = waiter.wait(
+            self.hook,
+            poll_interval=self.poll_interval,
+            end_time=time.time() + self.timeout,
+            sleep=time.sleep,
+            log=self.log,
+        )
+        if not finished:
+            raise DeadlineExceededError(f"analysis {analysis_id} did not finish within {self.timeout}s")
+        self._finished_id = self._finish(context, waiter.tracker.finished[analysis_id])
+        return self._finished_id
 
     def get_job_result(self, external_id: Any, context: Context) -> str:
         """Push the finished analysis (unless the wait just did) and return its id."""

@@ -16,10 +16,12 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from callcov_provider.hooks.callcov import CallCovHook
-    from callcov_provider.tracking import BatchTracker
+    from callcov_provider.tracking import BatchTracker, Waiter
 
-#: Seconds Airflow's own deferral timeout trails the trigger's deadline, so the trigger's event wins.
-DEFERRAL_TIMEOUT_MARGIN = 60.0
+#: The task state store key under which reschedule mode keeps what its pokes learnt (Airflow 3.3+).
+WAIT_STATE_KEY = "callcov_wait"
+#: Seconds the completion method may spend reading a finished batch's summaries and failures back.
+READ_BACK_SECONDS = 600.0
 
 
 class AnalysisCompletedSensor(BaseSensorOperator):
@@ -33,11 +35,21 @@ class AnalysisCompletedSensor(BaseSensorOperator):
     A batch is polled with a bounded number of list requests per cycle, not one GET per id, in every mode.
 
     One id returns the finished analysis as a dict. Many ids return a compact list in input order, one
-    ``{id, status, agent_id, contact_id, error_message}`` per id (use
-    :class:`~callcov_provider.operators.list_analyses.ListAnalysesOperator` for full results).
+    ``{id, status, agent_id, contact_id, error_message}`` per distinct id, the same at every batch size
+    and in every mode (use :class:`~callcov_provider.operators.list_analyses.ListAnalysesOperator` for
+    full results).
 
-    Failed analyses raise :class:`~callcov_provider.exceptions.AnalysisFailedError` naming every failed id
-    and its reason; with ``fail_on_failed=False`` they are returned with their status instead.
+    Failed analyses raise :class:`~callcov_provider.exceptions.AnalysisFailedError`, whose ``failures``
+    holds every failed id and its reason and whose message counts them and names the first few; with
+    ``fail_on_failed=False`` they are returned with their status instead.
+
+    Every mode waits with the provider's one :class:`~callcov_provider.tracking.Waiter` (see
+    ``docs/waiting.md``): a bounded number of requests per poll cycle, a 429 waited out for as long as the
+    API asked, and the wait failing after
+    :data:`~callcov_provider.tracking.MAX_CONSECUTIVE_FAILURES` failed cycles in a row. In ``reschedule``
+    mode each poke reads a whole sweep and, on Airflow 3.3 and later, keeps what it learnt in the task
+    state store for the next poke; older versions start each poke afresh and rotate which ids the
+    sweep reads one by one.
 
     ``timeout`` and ``soft_fail`` behave alike in poke, reschedule and deferrable mode: running out of
     time raises Airflow's sensor timeout, or skips the task under ``soft_fail``. When deferring, the
@@ -120,9 +132,6 @@ class AnalysisCompletedSensor(BaseSensorOperator):
         self._normalise()
         if failures and self.fail_on_failed:
             raise AnalysisFailedError(failures)
-        if self._single:
-            analysis_id = results[0]["id"]
-            return self.hook.get_analysis(analysis_id).to_xcom()
         return results
 
     def _result_from_tracker(self, tracker: BatchTracker) -> Any:
@@ -136,29 +145,61 @@ class AnalysisCompletedSensor(BaseSensorOperator):
 
     # -- poke / reschedule -------------------------------------------------------------------------------
 
+    def _waiter(self, context: Context) -> Waiter:
+        """
+        The waiter of this poke: in ``poke`` mode the same one from poke to poke (a cycle's request budget
+        each); in ``reschedule`` mode a new one per poke, reading a whole sweep, resumed from the task
+        state store when Airflow has one (3.3+), else rotating the ids it reads one by one.
+        """
+        from callcov_provider.tracking import MAX_REQUESTS_PER_CYCLE, Waiter
+
+        if not self.reschedule:
+            waiter: Waiter | None = getattr(self, "_poke_waiter", None)
+            if waiter is None:
+                waiter = self._poke_waiter = Waiter(self._ids(), budget=MAX_REQUESTS_PER_CYCLE)
+            return waiter
+        store = context.get("task_state_store")  # type: ignore[call-overload]
+        # Without a store, pokes are poke_interval apart: the time tells successive pokes apart.
+        rotation = 0 if store is not None else int(time.time() // max(float(self.poke_interval), 1.0))
+        waiter = Waiter(self._ids(), budget=None, rotation=rotation)
+        if store is not None:
+            waiter.restore(store.get(WAIT_STATE_KEY, None))
+        return waiter
+
+    def _save(self, context: Context, waiter: Waiter) -> None:
+        if not self.reschedule:
+            return
+        store = context.get("task_state_store")  # type: ignore[call-overload]
+        if store is None:
+            return
+        if waiter.done:
+            delete = getattr(store, "delete", None)
+            if delete is not None:
+                delete(WAIT_STATE_KEY)
+            return
+        store.set(WAIT_STATE_KEY, waiter.state())
+
     def poke(self, context: Context) -> Any:
         """
         One poll cycle over the batch; done when every analysis has finished.
 
-        In ``poke`` mode the sensor keeps what it learnt between pokes and spends at most the trigger's
-        per-cycle request budget on each; in ``reschedule`` mode nothing survives between pokes, so each
-        poke makes a whole sweep.
+        A failed cycle returns ``False`` (the next poke tries again) until the failure rule ends the wait;
+        a 429 holds the next requests back for as long as the API asked, without counting as a failure.
         """
         from airflow.providers.common.compat.sdk import PokeReturnValue
 
-        from callcov_provider.tracking import BatchTracker, poll_cycle
-        from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
-
-        tracker: BatchTracker | None = None if self.reschedule else getattr(self, "_tracker", None)
-        if tracker is None:
-            tracker = BatchTracker(self._ids())
-            self._tracker = tracker
-        budget = None if self.reschedule else AnalysisCompletedTrigger.max_requests_per_cycle
-        poll_cycle(self.hook, tracker, budget)
-        self.log.info("CallCov: %d of %d analyses finished", len(tracker.finished), len(tracker.order))
-        if not tracker.done:
+        waiter = self._waiter(context)
+        try:
+            report = waiter.cycle(self.hook)
+        except CallCovError:
+            waiter.failures_in_row = 0  # the wait ends here; a retry of the task counts afresh
+            self._save(context, waiter)
+            raise
+        self._save(context, waiter)
+        waiter.log_cycle(self.log, report)
+        if not waiter.done:
             return False
-        return PokeReturnValue(is_done=True, xcom_value=self._result_from_tracker(tracker))
+        return PokeReturnValue(is_done=True, xcom_value=self._result_from_tracker(waiter.tracker))
 
     # -- deferrable --------------------------------------------------------------------------------------
 
@@ -176,6 +217,7 @@ class AnalysisCompletedSensor(BaseSensorOperator):
         first = self.poke(context)
         if first:
             return first.xcom_value
+        from callcov_provider.tracking import DEFERRAL_TIMEOUT_MARGIN
         from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
 
         self.defer(
@@ -186,27 +228,43 @@ class AnalysisCompletedSensor(BaseSensorOperator):
                 end_time=end_time,
             ),
             method_name="execute_complete",
+            # The ids the trigger waits on, so that the result is built from them, not re-rendered ones.
+            kwargs={"analysis_ids": ids},
             timeout=timedelta(seconds=self.timeout + DEFERRAL_TIMEOUT_MARGIN),
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        """Turn the trigger's event into the result, a failure, or Airflow's sensor timeout."""
+    def _read_back(self, ids: list[str]) -> BatchTracker:
+        """Read a finished batch's summaries and failures from the API (the event could not carry them)."""
+        from callcov_provider.tracking import Waiter
+
+        waiter = Waiter(ids, budget=None)
+        waiter.wait(self.hook, poll_interval=1.0, end_time=time.time() + READ_BACK_SECONDS, log=self.log)
+        return waiter.tracker
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any], analysis_ids: list[str] | None = None
+    ) -> Any:
+        """
+        Turn the trigger's event into the result, a failure, or Airflow's sensor timeout.
+
+        :param analysis_ids: The ids the trigger waited on (given by :meth:`execute` when deferring); the
+            rendered ``analysis_id`` is read only for an event deferred without them.
+        """
+        self._normalise()
         status = event.get("status")
         if status in ("success", "failed"):
-            failures = dict(event.get("failures") or {})
+            ids = [str(aid) for aid in analysis_ids] if analysis_ids is not None else self._ids()
+            if self._single:
+                analysis = self.hook.get_analysis(ids[0])
+                failures = {analysis.id: analysis.error_message} if analysis.status.value == "failed" else {}
+                self._result([], failures)
+                return analysis.to_xcom()
             results = event.get("results")
             if results is None:
-                # A large batch's event carries only its failures; every other id completed.
-                results = [
-                    {
-                        "id": aid,
-                        "status": "failed" if aid in failures else "completed",
-                        "agent_id": None,
-                        "contact_id": None,
-                        "error_message": failures.get(aid),
-                    }
-                    for aid in self._ids()
-                ]
+                # A large batch's event carries counts and the first failures only: read the rest back.
+                return self._result_from_tracker(self._read_back(ids))
+            # The summaries name every failure with its reason, however many the event listed.
+            failures = {r["id"]: r.get("error_message") for r in results if r.get("status") == "failed"}
             return self._result(list(results), failures)
         if status == "timeout":
             raise AirflowSensorTimeout(f"Sensor has timed out: {event.get('message')}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -10,39 +11,59 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from callcov_provider.exceptions import (
-    APIConnectionError,
-    CallCovError,
-    RateLimitedError,
-    ServerError,
-    UnexpectedResponseError,
-)
+from callcov_provider.exceptions import CallCovError
 from callcov_provider.hooks.callcov import CallCovHook
-from callcov_provider.tracking import BatchTracker, poll_cycle_async
+from callcov_provider.tracking import (
+    MAX_CONSECUTIVE_FAILURES,
+    MAX_REQUESTS_PER_CYCLE,
+    TRANSIENT_ERRORS,
+    BatchTracker,
+    Waiter,
+)
 
-#: Errors that do not end a wait: the next cycle tries again.
-TRANSIENT_ERRORS = (APIConnectionError, ServerError, RateLimitedError, UnexpectedResponseError)
+__all__ = ["TRANSIENT_ERRORS", "AnalysisCompletedTrigger", "build_event"]
 
-#: Above this many ids an event carries no per-id summaries, only the failures: the completion method
-#: rebuilds the statuses from the ids it already has, so the event stays small in the metadata database.
+#: Up to this many ids an event carries one compact summary per id (when they fit in
+#: :data:`EVENT_RESULTS_MAX_BYTES`); above it the completion method reads them itself.
 FULL_SUMMARY_LIMIT = 1000
+#: The most bytes of summaries an event carries: events live in the metadata database.
+EVENT_RESULTS_MAX_BYTES = 256 * 1024
+#: The most failures (id and reason) an event names; the completion method lists the rest itself.
+EVENT_FAILURES_MAX = 50
+#: Characters of a failure reason an event keeps.
+REASON_MAX_CHARS = 200
+
+
+def _reason(reason: str | None) -> str | None:
+    if reason is None or len(reason) <= REASON_MAX_CHARS:
+        return reason
+    return reason[: REASON_MAX_CHARS - 1] + "\u2026"
 
 
 def build_event(status: str, tracker: BatchTracker, message: str) -> TriggerEvent:
     """
-    The one event a trigger yields, with everything the completion method needs.
+    The one event a trigger yields, bounded in size whatever the batch (well under 1 MB).
 
-    ``results`` (one compact summary per id, in input order) is left out above
-    :data:`FULL_SUMMARY_LIMIT` ids; ``failures`` (id to reason) is always there.
+    Always: ``status``, ``message``, ``counts`` (``total``, ``completed``, ``failed``, ``pending``),
+    ``pending_count`` and ``failures`` (id to reason, the first :data:`EVENT_FAILURES_MAX` in input order,
+    with ``failures_complete`` saying whether that is all of them). ``results`` (one compact summary per
+    id, in input order) only while the batch has at most :data:`FULL_SUMMARY_LIMIT` ids and they fit in
+    :data:`EVENT_RESULTS_MAX_BYTES`; otherwise the completion method reads them from the API.
     """
+    failures = tracker.failures()
+    shown = dict(list(failures.items())[:EVENT_FAILURES_MAX])
     payload: dict[str, Any] = {
         "status": status,
-        "message": message,
-        "failures": tracker.failures(),
+        "message": message[:2000],
+        "counts": tracker.counts(),
         "pending_count": len(tracker.pending),
+        "failures": {aid: _reason(reason) for aid, reason in shown.items()},
+        "failures_complete": len(shown) == len(failures),
     }
     if len(tracker.order) <= FULL_SUMMARY_LIMIT:
-        payload["results"] = tracker.summaries()
+        results = tracker.summaries()
+        if len(json.dumps(results)) <= EVENT_RESULTS_MAX_BYTES:
+            payload["results"] = results
     return TriggerEvent(payload)  # type: ignore[no-untyped-call]
 
 
@@ -52,10 +73,12 @@ class AnalysisCompletedTrigger(BaseTrigger):
 
     Polling a batch costs at most :attr:`max_requests_per_cycle` requests a cycle, however many ids it
     waits on (see :mod:`callcov_provider.tracking`): list pages of the ``processing``, ``failed`` and
-    ``completed`` analyses instead of one GET per id. One id is read with one GET. Connection errors,
-    timeouts, 429 and 5xx do not end the wait; :attr:`max_consecutive_failures` of them in a row, an
-    authentication error or an unknown id do. Exactly one event is yielded, with ``status`` one of
-    ``success``, ``failed`` (some analyses failed; reasons included), ``timeout`` or ``error``.
+    ``completed`` analyses instead of one GET per id. One id is read with one GET. The wait is the
+    provider's one :class:`~callcov_provider.tracking.Waiter`: connection errors, timeouts and 5xx do not
+    end it, :attr:`max_consecutive_failures` failed cycles in a row do; a 429 is waited out for as long
+    as the API asked and never counted; an authentication error or an unknown id end it at once, and so
+    does the deadline. Exactly one event is yielded, with ``status`` one of ``success``, ``failed`` (some
+    analyses failed; reasons included), ``timeout`` or ``error`` (see :func:`build_event`).
 
     The trigger holds ids, a connection id and times only: never a credential. The connection is fetched
     asynchronously in the triggerer.
@@ -66,8 +89,8 @@ class AnalysisCompletedTrigger(BaseTrigger):
     :param end_time: Epoch seconds after which the wait ends with a ``timeout`` event.
     """
 
-    max_requests_per_cycle: int = 5
-    max_consecutive_failures: int = 10
+    max_requests_per_cycle: int = MAX_REQUESTS_PER_CYCLE
+    max_consecutive_failures: int = MAX_CONSECUTIVE_FAILURES
     #: Seconds, at most, by which the first poll is put off (a random part of the poll interval).
     max_first_poll_splay: float = 10.0
 
@@ -114,54 +137,33 @@ class AnalysisCompletedTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the batch finishes, fails, errs or runs out of time; yield exactly one event."""
         hook = self._hook()
-        tracker = BatchTracker(self.analysis_ids)
-        failures_in_row = 0
+        waiter = Waiter(
+            self.analysis_ids, budget=self.max_requests_per_cycle, max_failures=self.max_consecutive_failures
+        )
+        tracker = waiter.tracker
         await self._splay()
         try:
-            while True:
-                try:
-                    made = await poll_cycle_async(hook, tracker, self.max_requests_per_cycle)
-                    failures_in_row = 0
-                    self.log.info(
-                        "CallCov: %d of %d analyses finished (%d requests this cycle)",
-                        len(tracker.finished),
-                        len(tracker.order),
-                        made,
-                    )
-                except TRANSIENT_ERRORS as err:
-                    failures_in_row += 1
-                    self.log.warning(
-                        "CallCov poll failed (%d in a row, limit %d): %s",
-                        failures_in_row,
-                        self.max_consecutive_failures,
-                        err,
-                    )
-                    if failures_in_row >= self.max_consecutive_failures:
-                        yield build_event(
-                            "error", tracker, f"{failures_in_row} poll failures in a row: {err}"
-                        )
-                        return
-                except CallCovError as err:
-                    yield build_event("error", tracker, f"{type(err).__name__}: {err}")
-                    return
-                if tracker.done:
-                    failures = tracker.failures()
-                    if failures:
-                        yield build_event(
-                            "failed", tracker, f"{len(failures)} of {len(tracker.order)} failed"
-                        )
-                    else:
-                        yield build_event("success", tracker, f"all {len(tracker.order)} analyses completed")
-                    return
-                remaining = self.end_time - time.time()
-                if remaining <= 0:
-                    yield build_event(
-                        "timeout",
-                        tracker,
-                        f"{len(tracker.pending)} of {len(tracker.order)} analyses still processing "
-                        "at the deadline",
-                    )
-                    return
-                await asyncio.sleep(min(self.poll_interval, remaining))
+            try:
+                done = await waiter.await_done(
+                    hook,
+                    poll_interval=self.poll_interval,
+                    end_time=self.end_time,
+                    sleep=asyncio.sleep,
+                    log=self.log,
+                )
+            except CallCovError as err:
+                yield build_event("error", tracker, f"{type(err).__name__}: {err}")
+                return
+            counts = tracker.counts()
+            if not done:
+                yield build_event(
+                    "timeout",
+                    tracker,
+                    f"{counts['pending']} of {counts['total']} analyses still processing at the deadline",
+                )
+            elif counts["failed"]:
+                yield build_event("failed", tracker, f"{counts['failed']} of {counts['total']} failed")
+            else:
+                yield build_event("success", tracker, f"all {counts['total']} analyses completed")
         finally:
             await hook.aclose()

@@ -293,3 +293,29 @@ async def test_transient_faults_do_not_end_the_wait(
     faults = [r for r in cycles.log if r["fault"]]
     assert len(faults) >= 4  # the 429 burst at least, and the drawn 5xx and drops
     assert any(r["status"] == 429 for r in cycles.log)
+
+
+async def test_a_long_rate_limit_is_waited_out(api: EmulatorHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More 429s in a row than the failure bound, each asking for 15 minutes: the wait goes on (12.5)."""
+    import callcov_provider.tracking as tracking
+
+    ids = seed_batch(api, 50, ["completed"])
+    # The waiter's clock moves with the trigger's (instant) sleeps, as the wall clock would.
+    clock = [time.time()]
+    monkeypatch.setattr(tracking, "time", SimpleNamespace(time=lambda: clock[0]), raising=False)
+    refusals = 2 * AnalysisCompletedTrigger.max_consecutive_failures
+    api.control.set_faults(burst_429=refusals, retry_after=900)
+    original_sleep = Cycles.sleep
+
+    async def sleep_and_advance(self: Cycles, seconds: float) -> None:
+        clock[0] += seconds
+        await original_sleep(self, seconds)
+
+    monkeypatch.setattr(Cycles, "sleep", sleep_and_advance)
+    events, cycles = await run_trigger(
+        monkeypatch, api, ids, end_time=clock[0] + 6 * 3600, instant_retries=True
+    )
+    api.control.clear_faults()
+    assert [e["status"] for e in events] == ["success"], events[0]["message"]
+    assert sum(r["status"] == 429 for r in cycles.log) == refusals
+    assert cycles.waits.count(900.0) >= refusals // 2  # what the API asked, not the poll interval

@@ -53,7 +53,7 @@ class FakeAccount:
     def _list(self, request: Any, context: Any) -> dict[str, Any]:
         query = {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
         self.lists.append(query)
-        rows = sorted(self.rows.values(), key=lambda r: -int(r["created"]))
+        rows = sorted(self.rows.values(), key=lambda r: -int(r.get("created", 0)))
         if "status_filter" in query:
             rows = [r for r in rows if r["status"] == query["status_filter"]]
         for name in ("agent_id", "contact_id"):
@@ -150,7 +150,7 @@ class LazyIds(Sequence[str]):
         return (aid for aid in self._ids)  # type: ignore[misc]
 
 
-# -- construction and inputs ------------------------------------------------------------------------------
+# -- construction and inputs --------------------------------------------------------------------------
 
 
 def test_the_sensors_own_arguments_are_templated() -> None:
@@ -192,10 +192,9 @@ def test_any_sequence_of_ids_is_accepted(account: FakeAccount, ids: Sequence[str
         "contact_id": "contact-a1",
         "error_message": None,
     }
-    # Nothing processing, nothing seen yet: one GET bounds the scan; all are found among the completed, so
-    # the failed listing is not read.
-    assert account.gets == ["a1"]
-    assert [q["status_filter"] for q in account.lists] == ["processing", "completed"]
+    # Three ids cost three GETs, no more than the listings would (processing, one GET, completed).
+    assert account.gets == ["a1", "a2", "a3"]
+    assert account.lists == []
 
 
 def test_one_id_returns_the_full_analysis(account: FakeAccount) -> None:
@@ -244,7 +243,7 @@ def test_a_batch_with_no_ids_left_has_nothing_to_wait_for(
     assert account.calls == 0
 
 
-# -- poke and reschedule ----------------------------------------------------------------------------------
+# -- poke and reschedule ------------------------------------------------------------------------------
 
 
 def test_poke_is_false_until_every_analysis_finished(account: FakeAccount) -> None:
@@ -378,7 +377,7 @@ def test_reschedule_mode_reschedules_before_the_timeout(
         s.execute(reschedule_ctx(monkeypatch, datetime.now(UTC) - timedelta(minutes=5)))
 
 
-# -- deferrable -------------------------------------------------------------------------------------------
+# -- deferrable ---------------------------------------------------------------------------------------
 
 
 def test_deferrable_pokes_once_then_defers_with_the_trigger(account: FakeAccount) -> None:
@@ -401,8 +400,9 @@ def test_deferrable_pokes_once_then_defers_with_the_trigger(account: FakeAccount
     assert before + 900 <= kwargs["end_time"] <= after + 900
     assert info.value.method_name == "execute_complete"
     assert info.value.timeout > timedelta(seconds=900)
-    assert account.lists[0]["status_filter"] == "processing"  # poked once before deferring
-    assert account.calls == 1
+    # Poked once before deferring: three ids, read one by one (no more than a list sweep would cost).
+    assert account.gets == ["a1", "a2", "a3"]
+    assert account.calls == 3
 
 
 def test_deferrable_returns_at_once_when_already_finished(account: FakeAccount) -> None:
@@ -474,22 +474,38 @@ def test_execute_complete_failed_is_returned_when_not_failing_on_it(account: Fak
     assert result["metadata"]["error_message"] == "Audio is silent"
 
 
-def test_execute_complete_rebuilds_a_large_batchs_statuses_from_its_failures(account: FakeAccount) -> None:
-    ids = [f"a{i}" for i in range(1500)]
-    s = sensor(analysis_id=ids, fail_on_failed=False)
-    event = {"status": "failed", "message": "1 of 1500 failed", "failures": {"a7": "Audio is silent"}}
-    result = s.execute_complete(ctx(), event)
+def test_execute_complete_reads_a_large_batch_back_in_the_same_shape(account: FakeAccount) -> None:
+    """Above 1,000 ids the event carries no summaries: the result is read back, agent and contact kept."""
+    ids = [f"a{i:04d}" for i in range(1500)]
+    for i, aid in enumerate(ids):
+        account.add(
+            aid,
+            created=1_767_225_600 + i,
+            status="failed" if aid == "a0007" else "completed",
+            error="Audio is silent" if aid == "a0007" else None,
+        )
+    event = {
+        "status": "failed",
+        "message": "1 of 1500 failed",
+        "failures": {"a0007": "Audio is silent"},
+        "failures_complete": True,
+    }
+    result = sensor(analysis_id=["stale"], fail_on_failed=False).execute_complete(
+        ctx(), event, analysis_ids=ids
+    )
     assert [r["id"] for r in result] == ids
     assert result[7] == {
-        "id": "a7",
+        "id": "a0007",
         "status": "failed",
-        "agent_id": None,
-        "contact_id": None,
+        "agent_id": "agent-a0007",
+        "contact_id": "contact-a0007",
         "error_message": "Audio is silent",
     }
     assert {r["status"] for r in result[:7] + result[8:]} == {"completed"}
-    with pytest.raises(AnalysisFailedError, match="a7: Audio is silent"):
-        sensor(analysis_id=ids).execute_complete(ctx(), event)
+    assert all(r["agent_id"] == f"agent-{r['id']}" for r in result)
+    assert account.calls <= 10  # read back from the listings, not one GET per id
+    with pytest.raises(AnalysisFailedError, match="a0007: Audio is silent"):
+        sensor(analysis_id=ids).execute_complete(ctx(), event, analysis_ids=ids)
 
 
 def test_execute_complete_timeout_is_airflows_sensor_timeout(account: FakeAccount) -> None:
@@ -547,3 +563,218 @@ def test_execute_complete_error_is_a_callcov_error(account: FakeAccount) -> None
         sensor(analysis_id=["a1"]).execute_complete(ctx(), ev("error", []))
     assert not isinstance(info.value, AnalysisFailedError)
     assert not isinstance(info.value, AirflowSensorTimeout)
+
+
+# -- one shape at every size, from the ids waited on -----------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [3, 1500])
+def test_every_mode_returns_the_same_shape_at_every_size(account: FakeAccount, size: int) -> None:
+    import asyncio
+
+    from callcov_provider.triggers.analysis import build_event
+
+    ids = [f"a{i:04d}" for i in range(size)]
+    for i, aid in enumerate(ids):
+        account.add(aid, created=1_767_225_600 + i, status="completed")
+    with_repeats = [*ids, ids[0], ids[1]]
+    poked = sensor(analysis_id=with_repeats).execute(ctx())
+    # The deferrable path: the event a trigger would send for this batch, then the completion method.
+    from callcov_provider.tracking import Waiter
+
+    waiter = Waiter(with_repeats, budget=None)
+    waiter.restore(
+        {
+            "v": 1,
+            "tracker": {
+                "finished": {r["id"]: ["completed", r["agent_id"], r["contact_id"], None] for r in poked}
+            },
+        }
+    )
+    event = build_event("success", waiter.tracker, "done").payload
+    deferred = sensor(analysis_id=["not", "these"]).execute_complete(ctx(), event, analysis_ids=with_repeats)
+    assert poked == deferred
+    assert [r["id"] for r in poked] == ids  # one item per distinct id, in input order
+    assert all(r["agent_id"] == f"agent-{r['id']}" and r["contact_id"] for r in poked)
+    del asyncio
+
+
+def test_deferring_hands_the_waited_ids_to_the_completion_method(account: FakeAccount) -> None:
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    from callcov_provider.tracking import DEFERRAL_TIMEOUT_MARGIN
+
+    account.add("a1")
+    account.add("a2")
+    s = sensor(analysis_id=LazyIds(["a1", None, "a2"]), deferrable=True, timeout=900)
+    with pytest.raises(TaskDeferred) as info:
+        s.execute(ctx())
+    assert info.value.kwargs == {"analysis_ids": ["a1", "a2"]}
+    assert info.value.timeout == timedelta(seconds=900 + DEFERRAL_TIMEOUT_MARGIN)
+
+
+# -- bounded failure reports -------------------------------------------------------------------------------
+
+
+def test_many_failures_make_a_short_message_and_stay_reachable(account: FakeAccount) -> None:
+    ids = [f"a{i:05d}" for i in range(5000)]
+    for i, aid in enumerate(ids):
+        account.add(aid, created=1_767_225_600 + i, status="failed", error="Unsupported codec " + "x" * 300)
+    # The trigger's event names the first failures only; the completion method lists the rest itself.
+    event = {
+        "status": "failed",
+        "message": "5000 of 5000 failed",
+        "failures_complete": False,
+        "failures": {ids[0]: "Unsupported codec"},
+    }
+    with pytest.raises(AnalysisFailedError) as info:
+        sensor(analysis_id=ids).execute_complete(ctx(), event, analysis_ids=ids)
+    assert len(info.value.failures) == 5000
+    message = str(info.value)
+    assert len(message.encode()) < 10_000
+    assert "5000 analyses failed" in message
+    assert 'ListAnalysesOperator(status_filter="failed")' in message
+
+
+# -- reschedule mode carries what a poke learnt ------------------------------------------------------------
+
+
+class StateStore(dict[str, Any]):
+    """Airflow 3.3's ``task_state_store``: ``get(key, default)``, ``set(key, json)``, ``delete(key)``."""
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        import json
+
+        self[key] = json.loads(json.dumps(value))  # what the store keeps is JSON
+
+    def delete(self, key: str) -> None:
+        self.pop(key, None)
+
+
+@pytest.mark.parametrize("size", [45, 300])
+def test_reschedule_mode_finishes_a_batch_the_listings_cannot_see(account: FakeAccount, size: int) -> None:
+    """The API omits `created`: every id is read one by one, 20 a poke, and the pokes add up."""
+    ids = [f"a{i:03d}" for i in range(size)]
+    for aid in ids:
+        account.add(aid, status="completed")
+        del account.rows[aid]["created"]
+    store = StateStore()
+    pokes = 0
+    while True:
+        pokes += 1
+        # Each reschedule poke is a new process: a new sensor, only the store survives.
+        result = sensor(analysis_id=ids, mode="reschedule").poke(ctx() | {"task_state_store": store})
+        if result:
+            break
+        assert pokes <= -(-size // 20) + 3
+    assert [r["id"] for r in result.xcom_value] == ids
+    assert store == {}  # cleared once done
+
+
+# -- one failure rule in every mode ------------------------------------------------------------------------
+
+
+def test_poke_mode_outlasts_failed_cycles_until_the_failure_rule_ends_it(
+    account: FakeAccount, connection: Callable[..., None]
+) -> None:
+    from callcov_provider.tracking import MAX_CONSECUTIVE_FAILURES, WaitFailedError
+
+    connection(max_retries=0)
+    account.add("a1", status="completed")
+    account.add("a2", status="completed")
+    broken = {"on": True}
+
+    def flaky(request: Any, context: Any) -> Any:
+        context.status_code = 503
+        return {"detail": "down"}
+
+    with rm.Mocker() as mock:
+        mock.get(re.compile(".*"), json=flaky)
+        s = sensor(analysis_id=["a1", "a2"])
+        for _ in range(MAX_CONSECUTIVE_FAILURES - 1):
+            assert s.poke(ctx()) is False
+    assert broken["on"]
+    result = s.poke(ctx())  # the API is back: the wait goes on
+    assert [r["status"] for r in result.xcom_value] == ["completed", "completed"]
+    with rm.Mocker() as mock:
+        mock.get(re.compile(".*"), json=flaky)
+        s = sensor(analysis_id=["a1", "a2"])
+        with pytest.raises(WaitFailedError, match=f"{MAX_CONSECUTIVE_FAILURES} poll failures in a row"):
+            for _ in range(MAX_CONSECUTIVE_FAILURES):
+                s.poke(ctx())
+
+
+def test_a_429_in_poke_mode_is_waited_out_not_counted(
+    account: FakeAccount, connection: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import callcov_provider.tracking as tracking
+    from callcov_provider.hooks.pacing import forget_pacers
+
+    connection(max_retries=0)
+    now = [time.time()]
+    monkeypatch.setattr(tracking, "time", type("T", (), {"time": staticmethod(lambda: now[0])}))
+    account.add("a1", status="completed")
+    limited = {"count": 0}
+
+    def rate_limited(request: Any, context: Any) -> Any:
+        limited["count"] += 1
+        context.status_code = 429
+        context.headers["Retry-After"] = "900"
+        return {"detail": "Rate limit exceeded"}
+
+    s = sensor(analysis_id="a1")
+    hook_sleeps: list[float] = []
+    s.hook.sleep = hook_sleeps.append
+    with rm.Mocker() as mock:
+        mock.get(re.compile(".*"), json=rate_limited)
+        for _ in range(30):  # far more pokes than the failure rule allows failures
+            assert s.poke(ctx()) is False
+            now[0] += 30
+    # The pokes did not ask again, nor block on the hook's gate, before the time the API named.
+    assert limited["count"] == 1
+    assert hook_sleeps == []
+    forget_pacers()
+    now[0] += 900
+    assert s.poke(ctx()).xcom_value["status"] == "completed"
+
+
+def test_reschedule_mode_counts_failed_pokes_across_processes(
+    account: FakeAccount, connection: Callable[..., None]
+) -> None:
+    from callcov_provider.tracking import MAX_CONSECUTIVE_FAILURES, WaitFailedError
+
+    connection(max_retries=0)
+    store = StateStore()
+
+    def down(request: Any, context: Any) -> Any:
+        context.status_code = 503
+        return {"detail": "down"}
+
+    with rm.Mocker() as mock:
+        mock.get(re.compile(".*"), json=down)
+        for _ in range(MAX_CONSECUTIVE_FAILURES - 1):
+            poke = sensor(analysis_id=["a1", "a2"], mode="reschedule").poke(
+                ctx() | {"task_state_store": store}
+            )
+            assert poke is False
+        with pytest.raises(WaitFailedError):
+            sensor(analysis_id=["a1", "a2"], mode="reschedule").poke(ctx() | {"task_state_store": store})
+    assert store["callcov_wait"]["failures_in_row"] == 0  # a retry of the task starts its count afresh
+
+
+def test_an_event_with_summaries_names_every_failure_without_reading_back(account: FakeAccount) -> None:
+    from callcov_provider.tracking import Waiter
+    from callcov_provider.triggers.analysis import EVENT_FAILURES_MAX, build_event
+
+    ids = [f"a{i:03d}" for i in range(2 * EVENT_FAILURES_MAX)]
+    waiter = Waiter(ids)
+    waiter.restore({"v": 1, "tracker": {"finished": {aid: ["failed", "ag", "c", "silent"] for aid in ids}}})
+    event = build_event("failed", waiter.tracker, "all failed").payload
+    assert len(event["failures"]) == EVENT_FAILURES_MAX
+    with pytest.raises(AnalysisFailedError) as info:
+        sensor(analysis_id=ids).execute_complete(ctx(), event, analysis_ids=ids)
+    assert info.value.failures == dict.fromkeys(ids, "silent")
+    assert account.calls == 0

@@ -32,7 +32,8 @@ class FakeAccount:
         self.requests.append(request)
         if isinstance(request, GetRequest):
             return Analysis.model_validate(self.rows[request.analysis_id])
-        ordered = sorted(self.rows.values(), key=lambda r: -int(r["created"]))  # type: ignore[call-overload]
+        # Newest first; rows without `created` (an API that omits it) keep their insertion order.
+        ordered = sorted(self.rows.values(), key=lambda r: -int(r.get("created", 0)))  # type: ignore[call-overload]
         matching = [r for r in ordered if r["status"] == request.status_filter]
         page = matching[request.offset : request.offset + request.limit]
         return AnalysisList.model_validate(
@@ -162,3 +163,110 @@ def test_duplicate_ids_are_waited_on_once_and_empty_batch_is_refused() -> None:
 def test_feed_without_request_is_an_error() -> None:
     with pytest.raises(RuntimeError):
         BatchTracker(["a", "b"]).feed(AnalysisList())
+
+
+# -- a sweep never costs more than single GETs of the pending ids -------------------------------------------
+
+
+def test_a_sweep_never_costs_more_than_reading_the_pending_ids_one_by_one() -> None:
+    """A day-old batch in an account with 20,000 newer analyses: listing it costs 22 requests a sweep."""
+    account = FakeAccount()
+    ids = [f"a{i:03d}" for i in range(300)]
+    for i, aid in enumerate(ids):
+        account.add(aid, 1000 + i)
+    for i in range(20_000):
+        account.add(f"newer{i}", 100_000 + i, status="completed")
+    tracker = BatchTracker(ids)
+    costs: list[tuple[int, int]] = []  # (pending at the sweep's start, requests the sweep made)
+
+    def sweep() -> None:
+        pending = len(tracker.pending)
+        costs.append((pending, run_cycle(tracker, account)))
+
+    sweep()
+    for aid in ids[:290]:
+        account.set(aid, "completed")
+    sweep()  # 290 of 300 finished: the listings are the cheaper read
+    assert len(tracker.pending) == 10
+    for _ in range(3):  # the last ten still running: the processing page tells, one request a sweep
+        sweep()
+        assert costs[-1] == (10, 1)
+    for aid in ids[290:]:
+        account.set(aid, "completed")
+    while not tracker.done:
+        sweep()
+        assert len(costs) < 9
+    assert all(made <= pending for pending, made in costs), costs
+    assert costs[1][1] > 20  # the listings were read while they were cheaper than 300 GETs
+    assert sum(made for _, made in costs[5:]) <= 10 + 9  # not 22 a sweep for the last ten ids
+
+
+def test_a_list_sweep_is_cut_when_it_has_spent_as_many_requests_as_ids_are_pending() -> None:
+    account = FakeAccount()
+    ids = [f"a{i}" for i in range(8)]
+    for i, aid in enumerate(ids):
+        account.add(aid, 1000 + i, status="completed")
+    for i in range(30_000):
+        account.add(f"newer{i}", 100_000 + i, status="completed")
+    tracker = BatchTracker(ids)
+    assert run_cycle(tracker, account) <= 8
+    while not tracker.done:
+        assert run_cycle(tracker, account) <= len(ids)
+    assert len(account.requests) <= 2 * len(ids)
+
+
+# -- carrying a sweep's findings to the next (reschedule mode) ---------------------------------------------
+
+
+def test_state_round_trips_through_json_and_resumes_where_it_stopped() -> None:
+    import json
+
+    account = FakeAccount()
+    ids = [f"a{i}" for i in range(60)]
+    for aid in ids:
+        account.rows[aid] = {
+            "id": aid,
+            "status": "failed" if aid == "a3" else "completed",
+            "call": {"agent_id": "ag", "contact_id": f"c-{aid}"},
+            "metadata": {"error_message": "silent" if aid == "a3" else None},
+        }
+    # The API omits `created`: the listings cannot be bounded, every id is read one by one.
+    sweeps = 0
+    state: object = None
+    while True:
+        tracker = BatchTracker(ids)  # a new process each time, as a reschedule poke is
+        tracker.restore(json.loads(json.dumps(state)))
+        run_cycle(tracker, account)
+        state = tracker.state()
+        sweeps += 1
+        if tracker.done:
+            break
+        assert sweeps <= -(-len(ids) // 20) + 3
+    assert tracker.failures() == {"a3": "silent"}
+    assert tracker.summaries()[5] == {
+        "id": "a5",
+        "status": "completed",
+        "agent_id": "ag",
+        "contact_id": "c-a5",
+        "error_message": None,
+    }
+
+
+def test_rotation_reads_other_ids_each_sweep_when_nothing_is_carried() -> None:
+    account = FakeAccount()
+    ids = [f"a{i}" for i in range(100)]
+    for aid in ids:
+        account.rows[aid] = {"id": aid, "status": "completed"}
+    seen: set[str] = set()
+    for rotation in range(5):
+        account.requests.clear()
+        run_cycle(BatchTracker(ids, rotation=rotation), account)
+        seen |= {r.analysis_id for r in account.requests if isinstance(r, GetRequest)}
+    assert seen == set(ids)
+
+
+def test_unreadable_state_is_ignored() -> None:
+    tracker = BatchTracker(["a", "b"])
+    for junk in (None, [], {"finished": {"a": ["bogus", None, None, None]}}, {"finished": "x", "floor": "y"}):
+        tracker.restore(junk)
+    assert tracker.pending == {"a", "b"}

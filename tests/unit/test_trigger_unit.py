@@ -276,9 +276,9 @@ async def test_timeout_is_a_timeout_event(setup: Callable[..., Any], account: Ac
 async def test_the_last_wait_is_cut_to_the_deadline(setup: Callable[..., Any], account: Account) -> None:
     account.add("a1")
     trigger, cycles, _ = setup(["a1"], poll_interval=600, end_time=time.time() + 30)
-    cycles.on_cycle = lambda n: setattr(trigger, "end_time", time.time() - 1)
+    cycles.on_cycle = lambda n: account.rows["a1"].update(status="completed")
     events = await events_of(trigger)
-    assert [e["status"] for e in events] == ["timeout"]
+    assert [e["status"] for e in events] == ["success"]
     assert len(cycles.waits) == 1
     assert 0 < cycles.waits[0] <= 30
 
@@ -393,3 +393,120 @@ async def test_first_poll_is_put_off_by_a_random_part_of_the_interval(
     )
     await trigger._splay()
     assert waits == ([] if expected is None else [expected])
+
+
+# -- a long rate limit is waited out (issue 12.5) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(("retry_after", "expected_wait"), [("900", 900.0), (None, 61.0)])
+async def test_a_long_rate_limit_is_waited_out_not_counted(
+    setup: Callable[..., Any],
+    account: Account,
+    monkeypatch: pytest.MonkeyPatch,
+    retry_after: str | None,
+    expected_wait: float,
+) -> None:
+    """A 429 for longer than the hook's own retries last, twice the failure bound in a row: still success."""
+    import callcov_provider.tracking as tracking
+
+    now = [time.time()]
+    monkeypatch.setattr(tracking, "time", SimpleNamespace(time=lambda: now[0]))
+    limit = AnalysisCompletedTrigger.max_consecutive_failures
+    account.add("a1", "completed")
+    account.add("a2", "completed")
+    refused = {"left": 2 * limit + 1}
+    serve = account.__call__
+
+    def pacing(request: httpx.Request) -> httpx.Response:
+        if refused["left"] > 0:
+            refused["left"] -= 1
+            account.requests.append(request)
+            headers = {} if retry_after is None else {"Retry-After": retry_after}
+            return httpx.Response(429, json={"detail": "Rate limit exceeded"}, headers=headers)
+        return serve(request)
+
+    def advance(_: int) -> None:
+        now[0] += cycles.waits[-1]
+
+    trigger, cycles, hooks = setup(
+        ["a1", "a2"], poll_interval=5, end_time=now[0] + 6 * 3600, on_cycle=advance
+    )
+    from callcov_provider.hooks.pacing import forget_pacers
+
+    monkeypatch.setattr(trigger, "_hook", _hook_on(trigger, pacing, cycles, hooks, lambda: now[0]))
+    forget_pacers()
+    events = await events_of(trigger)
+    assert [e["status"] for e in events] == ["success"], events
+    assert refused["left"] == 0
+    # The trigger waited what the API asked (after the hook's own retries, which a 61 s wait allows).
+    assert expected_wait in cycles.waits
+
+
+async def test_the_deadline_still_ends_a_rate_limited_wait(
+    setup: Callable[..., Any], account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import callcov_provider.tracking as tracking
+
+    now = [time.time()]
+    monkeypatch.setattr(tracking, "time", SimpleNamespace(time=lambda: now[0]))
+    account.always = 429
+    trigger, cycles, _ = setup(["a1", "a2"], poll_interval=5, end_time=now[0] + 1000)
+    cycles.on_cycle = lambda _: now.__setitem__(0, now[0] + cycles.waits[-1])
+    events = await events_of(trigger)
+    assert [e["status"] for e in events] == ["timeout"]
+    assert sum(cycles.waits) <= 1000 + 61 * 25  # the hook's own retries, then waits cut to the deadline
+
+
+def _hook_on(
+    trigger: AnalysisCompletedTrigger,
+    handler: Callable[[httpx.Request], httpx.Response],
+    cycles: Cycles,
+    hooks: list[CallCovHook],
+    clock: Callable[[], float],
+) -> Callable[[], CallCovHook]:
+    from callcov_provider.hooks.pacing import QuotaPacer
+
+    def hook() -> CallCovHook:
+        made = CallCovHook("callcov_default")
+        made._pacer = QuotaPacer(clock=clock)  # the pacer's clock is the test's, as the trigger's is
+        made.async_transport = httpx.MockTransport(handler)
+        made.async_sleep = cycles.sleep
+        hooks.append(made)
+        return made
+
+    return hook
+
+
+# -- bounded events (issue 12.9) ---------------------------------------------------------------------------
+
+
+def test_fifty_thousand_failures_make_an_event_under_a_megabyte() -> None:
+    tracker = BatchTracker([f"anl_{i:06d}-{'f' * 30}" for i in range(50_000)])
+    for aid in tracker.order:
+        tracker.observe(
+            Analysis.model_validate(
+                {
+                    "id": aid,
+                    "status": "failed",
+                    "metadata": {"error_message": "Unsupported codec " + "x" * 80},
+                }
+            )
+        )
+    payload = build_event("failed", tracker, "50000 of 50000 failed").payload
+    assert len(json.dumps(payload).encode()) < 1_000_000
+    assert payload["counts"] == {"total": 50_000, "completed": 0, "failed": 50_000, "pending": 0}
+    assert payload["failures_complete"] is False
+    assert 0 < len(payload["failures"]) < 50_000
+
+
+def test_summaries_too_large_for_an_event_are_left_to_the_completion_method() -> None:
+    tracker = BatchTracker([f"anl_{i:04d}" for i in range(FULL_SUMMARY_LIMIT)])
+    for aid in tracker.order:
+        tracker.observe(
+            Analysis.model_validate(
+                {"id": aid, "status": "completed", "call": {"agent_id": "a" * 500, "contact_id": "c" * 500}}
+            )
+        )
+    payload = build_event("success", tracker, "done").payload
+    assert "results" not in payload
+    assert len(json.dumps(payload).encode()) < 1_000_000
