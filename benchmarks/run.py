@@ -31,6 +31,7 @@ ROWS = {
     "4": "bench_listing",
     "5": "bench_parse",
     "6": "bench_submit_rate",
+    "7": "bench_shared_triggers",
 }
 
 

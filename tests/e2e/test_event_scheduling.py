@@ -1,6 +1,7 @@
 """
 Event-driven scheduling on real processes: ``callcov_compliance_alerts`` runs when analyses submitted
-outside Airflow finish, each analysis is reported exactly once, also across a triggerer restart.
+outside Airflow finish, each analysis is reported exactly once, also across a triggerer restart. And the
+deferral triggers of mapped deferrable submissions share one poll loop in the triggerer (Airflow 3.3+).
 
 The Airflow components run as separate process groups (api-server, scheduler, dag-processor, triggerer),
 so the triggerer alone can be stopped and started again; the watermark survives in the asset's state
@@ -43,6 +44,9 @@ pytestmark = [
 
 DAG_ID = "callcov_compliance_alerts"
 API_KEY = "sk_test_events_0123456789abcdef"
+#: The second emulator account (``acct_2``), used by the shared-wait DAG only, so its requests are apart.
+SHARED_KEY = "sk_test_shared_0123456789abcdef"
+SHARED_DAG_ID = "callcov_shared_wait"
 POLL = 2.0
 
 
@@ -57,6 +61,7 @@ class Stack:
         self.dags = work / "dags"
         self.dags.mkdir()
         shutil.copy2(EXAMPLE_DAGS / "callcov_compliance_alerts.py", self.dags)
+        shutil.copy2(Path(__file__).resolve().parents[1] / "dags" / "e2e_shared_wait.py", self.dags)
         self.reports = work / "reports"
         self.api_port = free_port()
         self.env = airflow_environment(
@@ -68,6 +73,7 @@ class Stack:
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                 "AIRFLOW_CONN_CALLCOV_DEFAULT": emulator.connection_json(api_key=API_KEY),
+                "AIRFLOW_CONN_CALLCOV_SHARED": emulator.connection_json(api_key=SHARED_KEY),
                 "CALLCOV_REPORTS_ROOT": str(self.reports),
                 "CALLCOV_EVENT_POLL_INTERVAL": str(POLL),
             },
@@ -102,7 +108,7 @@ def stack() -> Iterator[Stack]:
     work = Path(tempfile.mkdtemp(prefix="callcov-events-e2e-"))
     left: list[str] = []
     with run_emulator(
-        api_keys=(API_KEY,), processing_seconds=3600.0, in_subprocess=True, startup_timeout=60
+        api_keys=(API_KEY, SHARED_KEY), processing_seconds=3600.0, in_subprocess=True, startup_timeout=60
     ) as emulator:
         running = Stack(work, emulator)
         try:
@@ -218,3 +224,71 @@ def test_finished_analyses_run_the_alerts_dag_once_each_across_a_triggerer_resta
     runs = stack.api.get(f"/api/v2/dags/{DAG_ID}/dagRuns", params={"limit": 100}).json()["dag_runs"]
     assert runs
     assert all(run["state"] == "success" for run in runs), runs
+
+
+def test_mapped_deferrable_submissions_share_one_poll_loop(stack: Stack, tmp_path: Path) -> None:
+    """N deferred single-id waits cost at most the batch budget a cycle in all, not N GETs a cycle."""
+    from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
+
+    n = 16
+    calls = []
+    for i in range(n):
+        path = write_wav(tmp_path / f"shared_{i}.wav", 1.0, seed=500 + i)
+        calls.append({"agent_id": f"agent_{i % 3}", "contact_id": f"shared_{i}", "audio_file": str(path)})
+    wait_for(
+        "the shared-wait DAG to be parsed",
+        lambda: stack.api.get(f"/api/v2/dags/{SHARED_DAG_ID}").ok or None,
+        180,
+        2,
+        stack.logs(),
+    )
+    response = stack.api.post(
+        f"/api/v2/dags/{SHARED_DAG_ID}/dagRuns", json={"logical_date": None, "conf": {"calls": calls}}
+    )
+    assert response.status_code == 200, response.text
+    run_id = response.json()["dag_run_id"]
+
+    def tis() -> list[dict[str, Any]]:
+        got = stack.api.get(
+            f"/api/v2/dags/{SHARED_DAG_ID}/dagRuns/{run_id}/taskInstances", params={"limit": 100}
+        )
+        got.raise_for_status()
+        return [t for t in got.json()["task_instances"] if t["task_id"] == "submit"]
+
+    wait_for(
+        f"{n} deferred submissions",
+        lambda: (len(got := tis()) == n and all(t["state"] == "deferred" for t in got)) or None,
+        400,
+        3,
+        stack.logs(),
+    )
+    # Measure a window of several poll cycles while all N wait in the triggerer.
+    since = max((r["seq"] for r in stack.emulator.control.requests()), default=0)
+    window = 5 * 2.0
+    time.sleep(window)
+    polls = [
+        r
+        for r in stack.emulator.control.requests(method="GET", account="acct_2", since=since)
+        if r["path"].startswith("/api/v1/analysis")
+    ]
+    cycles = window / 2.0
+    budget = AnalysisCompletedTrigger.max_requests_per_cycle
+    print(f"\nshared wait: {len(polls)} requests in {window:g} s for {n} deferred tasks")
+    assert polls, "the triggerer did not poll at all"
+    # Standalone triggers would make n GETs a cycle (n * cycles in the window); one shared loop, at most the
+    # tracker's budget a cycle (one more cycle of slack for the window's edges).
+    assert len(polls) <= budget * (cycles + 1), polls
+    assert len(polls) < n * cycles / 2
+
+    assert stack.emulator.control.complete_all() >= n
+    wait_for(
+        "the shared-wait run to succeed",
+        lambda: (
+            stack.api.get(f"/api/v2/dags/{SHARED_DAG_ID}/dagRuns/{run_id}").json()["state"] == "success"
+            or None
+        ),
+        300,
+        3,
+        stack.logs(),
+    )
+    assert all(t["state"] == "success" for t in tis())
