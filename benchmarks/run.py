@@ -74,6 +74,14 @@ NOTES = {
         "lost answers under the same idempotency key; the docs' loop loses about a quarter of the batch "
         "and never learns of some analyses it created."
     ),
+    "7": (
+        "On Airflow 3.3+ the 500 `AnalysisCompletedTrigger`s declare one `shared_stream_key` (connection, "
+        "poll interval); Airflow's `SharedStreamManager` runs one producer for the group, which drives one "
+        "`BatchTracker` over every id still wanted (`callcov_provider/triggers/shared.py`), so a cycle costs "
+        "at most `max_requests_per_cycle` = 5 in all. The baseline (`share_poll_loop = False`, and every "
+        "Airflow below 3.3) makes one GET per trigger per cycle; its per-cycle figure varies with how the "
+        "first-poll splay and the processing times spread the triggers over the windows."
+    ),
 }
 
 

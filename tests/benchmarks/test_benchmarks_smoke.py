@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ROWS = ("1", "2", "3", "4", "5", "6")
+ROWS = ("1", "2", "3", "4", "5", "6", "7")
 
 
 @pytest.mark.slow
