@@ -38,13 +38,22 @@ def lineage_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
         if hasattr(value, "cache_clear"):
             value.cache_clear()
     assert not ol_conf.is_disabled()
-    manager = get_listener_manager()
+    from airflow.sdk.listener import get_listener_manager as get_task_listener_manager
+
+    # The scheduler side (dag runs) and the task runner (task instances) each have a listener manager;
+    # both may have been built, without OpenLineage, by an earlier test in this process.
     listener = get_openlineage_listener()
-    manager.add_listener(listener)
+    managers = {id(m): m for m in (get_listener_manager(), get_task_listener_manager())}.values()
+    added = []
+    for manager in managers:
+        if not manager.pm.is_registered(listener):
+            manager.add_listener(listener)
+            added.append(manager)
     try:
         yield path
     finally:
-        manager.pm.unregister(listener)
+        for manager in added:
+            manager.pm.unregister(listener)
 
 
 def complete_events(path: Path, job_suffix: str, timeout: float = 30.0) -> list[dict[str, Any]]:
