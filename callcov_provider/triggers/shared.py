@@ -167,6 +167,13 @@ async def filter_stream(
             for aid in list(tracker.pending):
                 if aid in cycle.finished:
                     tracker.observe(cycle.finished[aid])
+            # The same progress line as the standalone run(), in this trigger's own log.
+            trigger.log.info(
+                "CallCov: %d of %d analyses finished (%d requests this cycle for the whole group)",
+                len(tracker.finished),
+                len(tracker.order),
+                cycle.requests,
+            )
             unknown: Sequence[str] = [aid for aid in tracker.order if aid in cycle.missing]
             if unknown:
                 yield build_event("error", tracker, cycle.missing[unknown[0]])
