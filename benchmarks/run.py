@@ -33,6 +33,7 @@ ROWS = {
     "5": "bench_parse",
     "6": "bench_submit_rate",
     "7": "bench_daily_volume",
+    "8": "bench_shared_triggers",
 }
 #: Rows that start real Airflow processes: left out of ``--quick`` unless named with ``--only``.
 AIRFLOW_ROWS = frozenset({"7"})
@@ -85,6 +86,14 @@ NOTES = {
         "the listing and the report. The per-call DAG spends a worker process per call: 23x the CPU, and "
         "four times the quota-bound ideal. The 429s are the in-flight submissions that meet each "
         "window's end before the pacer has learnt the quota."
+    ),
+    "8": (
+        "On Airflow 3.3+ the 500 `AnalysisCompletedTrigger`s declare one `shared_stream_key` (connection, "
+        "poll interval); Airflow's `SharedStreamManager` runs one producer for the group, which drives one "
+        "`BatchTracker` over every id still wanted (`callcov_provider/triggers/shared.py`), so a cycle costs "
+        "at most `max_requests_per_cycle` = 5 in all. The baseline (`share_poll_loop = False`, and every "
+        "Airflow below 3.3) makes one GET per trigger per cycle; its per-cycle figure varies with how the "
+        "first-poll splay and the processing times spread the triggers over the windows."
     ),
 }
 

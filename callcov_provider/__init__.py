@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from callcov_provider.operators.submit import SubmitAnalysisOperator
     from callcov_provider.sensors.analysis import AnalysisCompletedSensor
     from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
+    from callcov_provider.triggers.events import AnalysisEventTrigger
 
 _LAZY: dict[str, str] = {
     "CallCovHook": "callcov_provider.hooks.callcov",
@@ -27,11 +28,13 @@ _LAZY: dict[str, str] = {
     "ListAnalysesOperator": "callcov_provider.operators.list_analyses",
     "AnalysisCompletedSensor": "callcov_provider.sensors.analysis",
     "AnalysisCompletedTrigger": "callcov_provider.triggers.analysis",
+    "AnalysisEventTrigger": "callcov_provider.triggers.events",
 }
 
 __all__ = [
     "AnalysisCompletedSensor",
     "AnalysisCompletedTrigger",
+    "AnalysisEventTrigger",
     "CallCovHook",
     "ListAnalysesOperator",
     "SubmitAnalysisBatchOperator",

@@ -36,7 +36,10 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "sensors": [{"integration-name": "CallCov", "python-modules": ["callcov_provider.sensors.analysis"]}],
         "triggers": [
-            {"integration-name": "CallCov", "python-modules": ["callcov_provider.triggers.analysis"]}
+            {
+                "integration-name": "CallCov",
+                "python-modules": ["callcov_provider.triggers.analysis", "callcov_provider.triggers.events"],
+            }
         ],
         "extra-links": ["callcov_provider.links.CallCovAnalysisLink"],
         "connection-types": [

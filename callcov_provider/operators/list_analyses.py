@@ -256,3 +256,9 @@ class ListAnalysesOperator(BaseOperator):
                 count += 1
         self.log.info("Wrote %d CallCov analyses to %s", count, uri)
         return uri
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Lineage for the ``openlineage`` provider: the analyses listed in, the ``output_uri`` file out."""
+        from callcov_provider.lineage import listing_lineage
+
+        return listing_lineage(self.hook.settings.base_url, str(self.output_uri) if self.output_uri else None)

@@ -230,6 +230,7 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
             # Not a replay this try may step past: the analysis is this task's own, and it failed.
             raise AnalysisFailedError({analysis.id: analysis.error_message})
         self.log.info("CallCov analysis %s submitted (status %s)", analysis.id, analysis.status.value)
+        self._lineage_analysis_id = analysis.id
         return analysis
 
     # -- execute -----------------------------------------------------------------------------------------
@@ -268,6 +269,7 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
         status = event.get("status")
         results = event.get("results") or [{}]
         analysis_id = str(results[0].get("id", ""))
+        self._lineage_analysis_id = analysis_id
         if status == "success":
             return self._finish(context, self.hook.get_analysis(analysis_id))
         if status == "failed":
@@ -291,6 +293,7 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
     def get_job_status(self, external_id: Any, context: Context) -> str:
         """The stored analysis's current status."""
         analysis = self.hook.get_analysis(str(external_id))
+        self._lineage_analysis_id = analysis.id
         # A reconnecting try still owes the link to the analysis it waits for.
         context["ti"].xcom_push(
             key=ANALYSIS_URL_XCOM_KEY, value=dashboard_url(self.hook.settings.dashboard_url, analysis.id)
@@ -334,3 +337,16 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
         if getattr(self, "_finished_id", None) == str(external_id):
             return str(external_id)
         return self._finish(context, self.hook.get_analysis(str(external_id)))
+
+    # -- OpenLineage ---------------------------------------------------------------------------------------
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Lineage for the ``openlineage`` provider: the recording in, the analysis this try made out."""
+        from callcov_provider.lineage import submission_lineage
+
+        analysis_id = getattr(self, "_lineage_analysis_id", None)
+        return submission_lineage(
+            self.hook.settings.base_url,
+            [(self.audio_file, self.audio_url)],
+            [analysis_id] if analysis_id else [],
+        )

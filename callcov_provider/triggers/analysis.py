@@ -6,7 +6,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Hashable, Sequence
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -20,6 +20,14 @@ from callcov_provider.tracking import (
     BatchTracker,
     Waiter,
 )
+from callcov_provider.version_compat import AIRFLOW_V_3_3_PLUS
+
+# Airflow 3.3+: the triggerer shares one poll loop between triggers of a BaseEventTrigger subclass that
+# declare the same shared_stream_key, deferral triggers included (callcov_provider.triggers.shared).
+if AIRFLOW_V_3_3_PLUS:
+    from airflow.triggers.base import BaseEventTrigger as _TriggerBase
+else:
+    _TriggerBase = BaseTrigger  # type: ignore[misc,assignment]
 
 __all__ = ["TRANSIENT_ERRORS", "AnalysisCompletedTrigger", "build_event"]
 
@@ -67,7 +75,7 @@ def build_event(status: str, tracker: BatchTracker, message: str) -> TriggerEven
     return TriggerEvent(payload)  # type: ignore[no-untyped-call]
 
 
-class AnalysisCompletedTrigger(BaseTrigger):
+class AnalysisCompletedTrigger(_TriggerBase):  # type: ignore[misc]
     """
     Wait until every listed analysis is ``completed`` or ``failed``, or until ``end_time``.
 
@@ -83,6 +91,10 @@ class AnalysisCompletedTrigger(BaseTrigger):
     The trigger holds ids, a connection id and times only: never a credential. The connection is fetched
     asynchronously in the triggerer.
 
+    On Airflow 3.3+ the triggers of one connection and poll interval share one poll loop in the triggerer
+    (:mod:`callcov_provider.triggers.shared`): 500 deferred tasks cost one batch's
+    :attr:`max_requests_per_cycle` a cycle in total. Set :attr:`share_poll_loop` to ``False`` to opt out.
+
     :param analysis_ids: The ids to wait for.
     :param callcov_conn_id: The Airflow connection id.
     :param poll_interval: Seconds between poll cycles.
@@ -93,6 +105,10 @@ class AnalysisCompletedTrigger(BaseTrigger):
     max_consecutive_failures: int = MAX_CONSECUTIVE_FAILURES
     #: Seconds, at most, by which the first poll is put off (a random part of the poll interval).
     max_first_poll_splay: float = 10.0
+    #: Share one poll loop per connection and poll interval (Airflow 3.3+ shared trigger streams).
+    share_poll_loop: bool = True
+    #: A deferral trigger keeps its task's triggerer queue (``BaseEventTrigger`` turns that off).
+    supports_triggerer_queue: bool = True
 
     def __init__(
         self,
@@ -167,3 +183,28 @@ class AnalysisCompletedTrigger(BaseTrigger):
                 yield build_event("success", tracker, f"all {counts['total']} analyses completed")
         finally:
             await hook.aclose()
+
+    # -- Airflow 3.3+ shared stream (see callcov_provider.triggers.shared) --------------------------------
+
+    def shared_stream_key(self) -> Hashable | None:
+        """The group this trigger polls with: one per connection and poll interval (``None``: alone)."""
+        if not (AIRFLOW_V_3_3_PLUS and self.share_poll_loop):
+            return None
+        from callcov_provider.triggers.shared import shared_key
+
+        return shared_key(self.callcov_conn_id, self.poll_interval)
+
+    @classmethod
+    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        """The group's one poll loop, over every id its triggers wait for."""
+        from callcov_provider.triggers.shared import open_stream
+
+        async for cycle in open_stream(kwargs, cls.max_requests_per_cycle):
+            yield cycle
+
+    async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
+        """This trigger's one event, from the group's cycles."""
+        from callcov_provider.triggers.shared import filter_stream
+
+        async for event in filter_stream(self, shared_stream):
+            yield event
