@@ -74,7 +74,16 @@ class DistributedStack:
         """Start (or restart) one Airflow component in its own process group."""
         extra: dict[str, str] = {"CALLCOV_COMPONENT": name}
         if name in WORKERS:
-            command = ["celery", "worker", "-H", f"{name}@%h", "-c", "2", "--without-mingle", "--without-gossip"]
+            command = [
+                "celery",
+                "worker",
+                "-H",
+                f"{name}@%h",
+                "-c",
+                "2",
+                "--without-mingle",
+                "--without-gossip",
+            ]
             extra["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(free_port())
         elif name in TRIGGERERS:
             command = ["triggerer"]
@@ -102,7 +111,9 @@ def _airflow(env: dict[str, str], *args: str, timeout: float = 300) -> subproces
     result = subprocess.run(
         [str(VENV_BIN / "airflow"), *args], env=env, capture_output=True, text=True, timeout=timeout
     )
-    assert result.returncode == 0, f"airflow {args[:2]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"airflow {args[:2]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return result
 
 

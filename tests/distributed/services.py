@@ -85,7 +85,16 @@ class Postgres:
         """``pg_dump`` of the Airflow database (plain SQL, data included) to ``target``."""
         with target.open("wb") as out:
             subprocess.run(
-                [str(self.bin_dir / "pg_dump"), "-h", "127.0.0.1", "-p", str(self.port), "-U", DB_USER, DB_NAME],
+                [
+                    str(self.bin_dir / "pg_dump"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    DB_USER,
+                    DB_NAME,
+                ],
                 stdout=out,
                 check=True,
                 timeout=120,
