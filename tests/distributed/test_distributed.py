@@ -29,7 +29,7 @@ from callcov_provider.testing.audio import write_wav
 from tests.distributed.conftest import API_KEY, TRIGGERERS, WORKERS, DistributedStack
 from tests.e2e.helpers import read_csv, wait_for
 
-pytestmark = [pytest.mark.distributed, pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 
 DAG_ID = "callcov_daily_batch"
 #: Calls of the daily-batch scenario. Today's DAG maps one task per call (at most 1,024); once it maps
@@ -211,7 +211,8 @@ def test_daily_batch_over_two_workers(dstack: DistributedStack) -> None:
     tis = _tis(dstack, run_id)
     states = _states(tis)
     assert run["state"] == "success", f"{states}{dstack.log_tail()}"
-    assert states["submit"] == Counter({"success": CALLS}), states
+    # One mapped submission per call today, per chunk of calls once the DAG maps over chunks: all succeed.
+    assert set(states["submit"]) == {"success"}, states
     for task_id in ("discover", "wait_for_analyses", "list_completed", "report"):
         assert states[task_id] == Counter({"success": 1}), states
     # The submissions ran on both Celery workers.
