@@ -236,13 +236,13 @@ def dstack(request: pytest.FixtureRequest) -> Iterator[DistributedStack]:
         for service in (redis, postgres):
             if service is not None:
                 left += service.group.stop()
+        if postgres is not None and not left:
+            remove_postgres_dir(postgres)
         signal.signal(signal.SIGTERM, previous_handler)
     if request.session.testsfailed > failures_before or left:
         print(f"\ncallcov distributed: kept {work} for inspection")
     else:
         shutil.rmtree(work, ignore_errors=True)
-    if postgres is not None:
-        remove_postgres_dir(postgres)
     timings = {name: round(value, 1) for name, value in (stack.timings if stack else {}).items()}
     versions = f"{postgres.version if postgres else '?'}; {redis.version.split(' sha=')[0] if redis else '?'}"
     print(f"\ncallcov distributed: {time.monotonic() - started:.0f}s in all ({versions}); {timings}")
