@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install lint typecheck pytest test matrix-install test-matrix demo bench clean clean-matrix
+.PHONY: install lint typecheck pytest test test-distributed matrix-install test-matrix demo bench clean clean-matrix
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,20 @@ pytest: install
 	$(BIN)/python -m coverage report
 
 test: lint typecheck pytest
+
+# -- the production shape: `make test-distributed` ---------------------------------------------------------
+# PostgreSQL and Redis (Debian packages, apt-get installed when absent) on free loopback ports in a throwaway
+# directory, then Airflow with CeleryExecutor: scheduler, dag-processor, api-server, two Celery workers and
+# two triggerers, each its own process group. CALLCOV_DISTRIBUTED_CALLS sets the size of the daily batch.
+DISTRIBUTED_STAMP := $(VENV)/.installed-distributed
+$(DISTRIBUTED_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[distributed]"
+	@touch $@
+
+test-distributed: $(DISTRIBUTED_STAMP)
+	@start=$$(date +%s); \
+	PYTHONPATH=$(CURDIR) $(BIN)/python -m pytest -m distributed -s -q -rfE tests/distributed; rc=$$?; \
+	echo "test-distributed: $$(( $$(date +%s) - start ))s, exit $$rc"; exit $$rc
 
 # -- the Airflow version matrix: `make test-matrix` ----------------------------------------------------------
 # The unit and dag.test() integration suites on Airflow 2.11.2, the newest 3.0.x and the newest 3.x, each in

@@ -124,7 +124,8 @@ class ProcessGroup:
         """Live (non-zombie) processes of the group, and remembered descendants still running."""
         found: dict[int, psutil.Process] = {}
         for proc in psutil.process_iter(["pid"]):
-            with contextlib.suppress(psutil.Error):
+            # A process may end between the listing and getpgid (ProcessLookupError, not a psutil error).
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
                 if os.getpgid(proc.pid) == self.pgid and proc.status() != psutil.STATUS_ZOMBIE:
                     found[proc.pid] = proc
         for pid, created in self._seen.items():
