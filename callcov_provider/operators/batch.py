@@ -290,6 +290,12 @@ class SubmitAnalysisBatchOperator(BaseOperator):
                 checkpoint()
 
         results = [entry for entry in outcomes if entry is not None]
+        self._lineage_calls = [
+            (call.get("audio_file"), call.get("audio_url"))
+            for call, entry in zip(calls, outcomes, strict=True)
+            if isinstance(call, Mapping) and entry is not None and entry["analysis_id"]
+        ]
+        self._lineage_ids = [entry["analysis_id"] for entry in results if entry["analysis_id"]]
         if transient:
             raise AirflowException(
                 f"{len(transient)} of {len(calls)} calls could not be sent (first: {transient[0]}); "
@@ -301,3 +307,13 @@ class SubmitAnalysisBatchOperator(BaseOperator):
                 f"none of the {len(calls)} calls could be submitted (first refusal: {first})"
             )
         return results
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Lineage for the ``openlineage`` provider: the recordings in, the analyses this try made out."""
+        from callcov_provider.lineage import submission_lineage
+
+        return submission_lineage(
+            self.hook.settings.base_url,
+            getattr(self, "_lineage_calls", []),
+            getattr(self, "_lineage_ids", []),
+        )

@@ -234,3 +234,21 @@ def test_the_sensor_waits_for_a_mapped_batchs_accepted_calls() -> None:
     outcomes = [[{"analysis_id": "a1"}, {"analysis_id": None, "error": "refused"}], [{"analysis_id": "b1"}]]
     sensor = AnalysisCompletedSensor(task_id="wait", analysis_id=outcomes)  # type: ignore[arg-type]
     assert sensor._ids() == ["a1", "b1"]
+
+
+def test_lineage_names_the_accepted_recordings_and_their_analyses(
+    api: rm.Mocker, make_hook: Callable[..., CallCovHook]
+) -> None:
+    pytest.importorskip("airflow.providers.openlineage")
+    api.post(SUBMIT_URL, json=FakeAPI(refuse={"c1": (422, {"detail": "unreadable"})}))
+    op = make_batch(make_hook, [url_call(0), url_call(1), url_call(2)])
+    outcomes = op.execute(ctx(FakeTI()))
+    lineage = op.get_openlineage_facets_on_complete(None)
+    # The refused call made nothing; the signed URLs lose their query string.
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [
+        ("https://storage.example.test", "/day/c0.wav"),
+        ("https://storage.example.test", "/day/c2.wav"),
+    ]
+    assert sorted(d.name for d in lineage.outputs) == sorted(
+        f"analyses/{o['analysis_id']}" for o in outcomes if o["analysis_id"]
+    )
