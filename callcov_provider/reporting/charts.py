@@ -32,6 +32,8 @@ class Metric:
     :param fmt: Formats a value for display.
     :param ticks: The values that get a grid line on the trend chart.
     :param tick_fmt: Formats a tick.
+    :param good: The bound of a good value (at most it when lower is better, at least it otherwise).
+    :param fair: The bound of a fair value; beyond it a value is poor.
     """
 
     key: str
@@ -42,15 +44,23 @@ class Metric:
     fmt: Callable[[float | None], str]
     ticks: tuple[float, ...]
     tick_fmt: Callable[[float], str]
+    good: float
+    fair: float
 
     def share(self, value: float) -> float:
         """Where ``value`` sits on the scale, from 0 to 1 (clamped)."""
         return min(max((value - self.low) / (self.high - self.low), 0.0), 1.0)
 
     def band(self, value: float) -> str:
-        """``good``, ``fair`` or ``poor``: the bar's colour class (thirds of the scale)."""
-        goodness = 1 - self.share(value) if self.lower_is_better else self.share(value)
-        return "good" if goodness >= 2 / 3 else "fair" if goodness >= 1 / 3 else "poor"
+        """``good``, ``fair`` or ``poor``: the bar's colour class."""
+        sign = -1 if self.lower_is_better else 1
+        return (
+            "good"
+            if sign * value >= sign * self.good
+            else "fair"
+            if sign * value >= sign * self.fair
+            else "poor"
+        )
 
 
 CUSTOMER_EFFORT = Metric(
@@ -62,6 +72,8 @@ CUSTOMER_EFFORT = Metric(
     fmt=fmt_ces,
     ticks=(1, 2, 3, 4, 5),
     tick_fmt=lambda tick: f"{tick:g}",
+    good=2.0,
+    fair=3.0,
 )
 COMPLIANCE = Metric(
     key="compliance_rate",
@@ -72,6 +84,8 @@ COMPLIANCE = Metric(
     fmt=fmt_pct,
     ticks=(0, 0.25, 0.5, 0.75, 1),
     tick_fmt=lambda tick: f"{tick * 100:.0f}%",
+    good=0.9,
+    fair=0.7,
 )
 GREETING = Metric(
     key="greeting_rate",
@@ -82,6 +96,13 @@ GREETING = Metric(
     fmt=fmt_pct,
     ticks=(0, 0.25, 0.5, 0.75, 1),
     tick_fmt=lambda tick: f"{tick * 100:.0f}%",
+    good=0.9,
+    fair=0.7,
+)
+#: The colour key of the bars, as the daily page states it.
+BAND_LEGEND = (
+    "Bar colours: green good (effort 2 or less, rates 90 % or more), amber fair (effort up to 3, rates "
+    "70 % or more), red poor."
 )
 #: The daily page's charts, in order.
 DAILY_METRICS = (CUSTOMER_EFFORT, COMPLIANCE, GREETING)

@@ -17,7 +17,7 @@ from typing import Any
 
 import jinja2
 
-from callcov_provider.reporting.charts import DAILY_METRICS, TREND_METRICS, bar_chart, line_chart
+from callcov_provider.reporting.charts import BAND_LEGEND, DAILY_METRICS, TREND_METRICS, bar_chart, line_chart
 from callcov_provider.reporting.tables import SCORECARDS_CSV, fmt_ces, fmt_pct, write_csv
 from callcov_provider.reporting.tally import METRIC_DEFINITIONS, SENTIMENTS, AgentScorecard, DailyReport
 
@@ -119,6 +119,7 @@ def render_html(report: DailyReport) -> str:
             report=report,
             tiles=tiles,
             charts=[bar_chart(metric, report.scorecards, totals) for metric in DAILY_METRICS],
+            band_legend=BAND_LEGEND,
             headers=_DAILY_HEADERS,
             rows=rows,
             details=details,

@@ -292,7 +292,7 @@ class _Tally:
         """Count one call the API refused at submission."""
         self.rejected += 1
         where = f" ({PurePath(recording).name})" if recording else ""
-        why = error or "no analysis id"
+        why = error or "the CallCov API refused the file"
         self.failure_reasons.append(f"{contact_id or '?'}: rejected at submission{where}: {why}")
 
     def merge(self, other: _Tally) -> None:

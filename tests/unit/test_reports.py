@@ -28,6 +28,7 @@ from callcov_provider.reporting import (
     write_trend,
 )
 from callcov_provider.reporting import assets as example_assets
+from callcov_provider.reporting.charts import COMPLIANCE, CUSTOMER_EFFORT
 from callcov_provider.reporting.manifest import read_manifest
 from callcov_provider.reporting.tables import CSV_COLUMNS
 from callcov_provider.reporting.tally import TOTAL_LABEL, UNKNOWN_AGENT
@@ -142,7 +143,10 @@ class TestScorecards:
             greeting_rate=1.0,
             sentiment_mix={"positive": 1, "neutral": 0, "negative": 0},
             top_recommendations=[("Smile", 1), ("Verify identity", 1)],
-            failure_reasons=["c2: too noisy", "c3: rejected at submission (refused.wav): no analysis id"],
+            failure_reasons=[
+                "c2: too noisy",
+                "c3: rejected at submission (refused.wav): the CallCov API refused the file",
+            ],
             pending=0,
         )
 
@@ -423,6 +427,26 @@ class TestHtmlAndText:
         # agent_b's CES 4 is poor; its 0 % compliance still shows a sliver, not a gap.
         assert 'class="bar poor" style="width:75.0%"' in ces_chart
         assert 'class="bar poor" style="width:1.5%"' in figures[1]
+        # The team's 50 % compliance is poor, not "fair" for sitting mid-scale.
+        assert 'class="bar poor" style="width:50.0%"' in figures[1]
+
+    def test_bands(self) -> None:
+        assert [CUSTOMER_EFFORT.band(v) for v in (1.0, 2.0, 2.5, 3.0, 3.1, 5.0)] == [
+            "good",
+            "good",
+            "fair",
+            "fair",
+            "poor",
+            "poor",
+        ]
+        assert [COMPLIANCE.band(v) for v in (1.0, 0.9, 0.8, 0.7, 0.69, 0.0)] == [
+            "good",
+            "good",
+            "fair",
+            "fair",
+            "poor",
+            "poor",
+        ]
 
     def test_each_definition_is_stated_once(self, daily: DailyReport) -> None:
         page = render_html(daily)
