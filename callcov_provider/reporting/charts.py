@@ -154,7 +154,8 @@ def line_chart(metric: Metric, trend: Sequence[Mapping[str, Any]]) -> dict[str, 
         if value is not None:
             values[(str(entry.get("agent_id", "")), str(entry.get("day", "")))] = value
     left, right, top, plot_h = 48, 24, 16, 220
-    plot_w = max(90 * max(len(days) - 1, 1), 360)
+    # Narrow enough that its 12-pixel text stays legible when a phone scales the chart to its width.
+    plot_w = max(48 * max(len(days) - 1, 1), 320)
     y0 = top + plot_h
 
     def x_of(index: int) -> float:
@@ -177,7 +178,7 @@ def line_chart(metric: Metric, trend: Sequence[Mapping[str, Any]]) -> dict[str, 
             dots.append({"x": f"{x:.1f}", "y": f"{y:.1f}", "title": f"{agent} {day}: {metric.fmt(value)}"})
         series.append(
             {
-                "agent": clip(agent, 24),
+                "agent": clip(agent, 22),
                 "colour": PALETTE[number % len(PALETTE)],
                 "lines": [" ".join(points) for points in lines if len(points) > 1],
                 "dots": dots,
@@ -186,7 +187,7 @@ def line_chart(metric: Metric, trend: Sequence[Mapping[str, Any]]) -> dict[str, 
     return {
         "title": metric.title,
         "width": left + plot_w + right,
-        "height": y0 + 44 + 18 * ((len(agents) + 2) // 3),
+        "height": y0 + 44 + 18 * ((len(agents) + 1) // 2),
         "left": left,
         "right_x": left + plot_w,
         "top": top,
@@ -197,6 +198,6 @@ def line_chart(metric: Metric, trend: Sequence[Mapping[str, Any]]) -> dict[str, 
         "days": [{"x": f"{x_of(i):.1f}", "label": day[5:]} for i, day in enumerate(days)],
         "series": series,
         "legend_y": y0 + 40,
-        "legend_step": (plot_w + right) / 3,
+        "legend_step": (plot_w + right) / 2,
         "empty": not values,
     }

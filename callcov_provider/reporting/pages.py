@@ -17,9 +17,22 @@ from typing import Any
 
 import jinja2
 
-from callcov_provider.reporting.charts import BAND_LEGEND, DAILY_METRICS, TREND_METRICS, bar_chart, line_chart
+from callcov_provider.reporting.charts import (
+    BAND_LEGEND,
+    DAILY_METRICS,
+    TREND_METRICS,
+    Metric,
+    bar_chart,
+    line_chart,
+)
 from callcov_provider.reporting.tables import SCORECARDS_CSV, fmt_ces, fmt_pct, write_csv
-from callcov_provider.reporting.tally import METRIC_DEFINITIONS, SENTIMENTS, AgentScorecard, DailyReport
+from callcov_provider.reporting.tally import (
+    METRIC_DEFINITIONS,
+    SENTIMENTS,
+    AgentScorecard,
+    DailyReport,
+    number_or_none,
+)
 
 #: File name of a day's page, beside its ``scorecards.csv``.
 REPORT_HTML = "report.html"
@@ -41,6 +54,14 @@ _DAILY_HEADERS = (
     "Sentiment pos / neu / neg",
 )
 _TREND_HEADERS = ("Day", "Agent", "Calls", "Completed", "Failed", "Avg CES", "Compliance", "Greeting")
+_SUMMARY_HEADERS = (
+    "Agent",
+    "Days",
+    "Calls",
+    "Failed",
+    "Avg CES, first day → last",
+    "Compliance, first day → last",
+)
 
 
 @functools.cache
@@ -137,10 +158,48 @@ def render_html(report: DailyReport) -> str:
     )
 
 
+def _change(metric: Metric, first: float | None, last: float | None) -> str:
+    """``first → last`` and whether that is better or worse, in words."""
+    if first is None or last is None:
+        return metric.fmt(last)
+    shown = f"{metric.fmt(first)} → {metric.fmt(last)}"
+    if metric.fmt(first) == metric.fmt(last):
+        return f"{shown} (same)"
+    better = (last < first) == metric.lower_is_better
+    return f"{shown} ({'better' if better else 'worse'})"
+
+
+def _agent_summary(trend: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """One row per agent: days, calls, failed, and each trend metric from its first day to its last."""
+    by_agent: dict[str, list[Mapping[str, Any]]] = {}
+    for entry in trend:
+        by_agent.setdefault(str(entry.get("agent_id", "")), []).append(entry)
+    rows = []
+    for agent, entries in sorted(by_agent.items()):
+        entries = sorted(entries, key=lambda entry: str(entry.get("day", "")))
+        row = [
+            agent,
+            str(len(entries)),
+            str(sum(int(entry.get("calls", 0) or 0) for entry in entries)),
+            str(sum(int(entry.get("failed", 0) or 0) for entry in entries)),
+        ]
+        for metric in TREND_METRICS:
+            values = [number_or_none(entry.get(metric.key)) for entry in entries]
+            known = [value for value in values if value is not None]
+            row.append(
+                _change(metric, known[0], known[-1])
+                if len(known) > 1
+                else metric.fmt(known[0] if known else None)
+            )
+        rows.append(row)
+    return rows
+
+
 def render_trend_html(trend: Sequence[Mapping[str, Any]]) -> str:
     """
     Render the trend as one self-contained HTML page: one line chart per metric (customer effort score,
-    compliance rate), one line per agent, links to each day's page, and a table of every entry.
+    compliance rate), one line per agent, links to each day's page, a table per agent (first day to
+    last, better or worse) and, folded, every entry.
 
     :param trend: The entries of ``build_weekly_trend``.
     :return: The HTML document.
@@ -169,6 +228,8 @@ def render_trend_html(trend: Sequence[Mapping[str, Any]]) -> str:
             charts=[line_chart(metric, trend) for metric in TREND_METRICS] if trend else [],
             headers=_TREND_HEADERS,
             rows=rows,
+            summary_headers=_SUMMARY_HEADERS,
+            summary=_agent_summary(trend),
             glossary=_glossary("Customer effort score (CES)", "Compliance rate", "Greeting rate"),
         )
     )

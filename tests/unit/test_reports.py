@@ -550,6 +550,17 @@ class TestWeeklyTrend:
         table = format_trend_table(trend)
         assert "2026-03-02  agent_a" in table
 
+    def test_summary_says_better_or_worse_per_metric(self, tmp_path: Path) -> None:
+        first = _daily_folder(tmp_path, "2026-03-01", ces_a=2, failed_b=False)
+        second = _daily_folder(tmp_path, "2026-03-02", ces_a=4, failed_b=True)
+        page = render_trend_html(build_weekly_trend([first, second]))
+        summary = page.split("Per agent over the period")[1].split("<details>")[0]
+        # agent_a's effort went from 2 to 4: worse, since lower is better.
+        assert 'data-label="Avg CES, first day → last">2.00 → 4.00 (worse)</td>' in summary
+        # agent_b has a score on one day only: no change to speak of.
+        assert 'data-label="Avg CES, first day → last">3.00</td>' in summary
+        assert "<summary>Every agent and day (4 rows)</summary>" in page
+
     def test_day_from_folder_and_escaping(self, tmp_path: Path) -> None:
         path = tmp_path / "2026-03-05" / "scorecards.csv"
         path.parent.mkdir()
