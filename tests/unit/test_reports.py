@@ -448,6 +448,11 @@ class TestHtmlAndText:
             "poor",
         ]
 
+    def test_the_docs_quote_the_definitions(self) -> None:
+        docs = (REPO_ROOT / "docs" / "reporting.md").read_text(encoding="utf-8")
+        for term, text in METRIC_DEFINITIONS.items():
+            assert f"- **{term}**: {text}" in docs
+
     def test_each_definition_is_stated_once(self, daily: DailyReport) -> None:
         page = render_html(daily)
         for term, text in METRIC_DEFINITIONS.items():
