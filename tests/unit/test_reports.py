@@ -683,7 +683,7 @@ class TestWeeklyDag:
 
 @pytest.mark.parametrize("name", ["callcov_daily_batch.py", "callcov_weekly_trend.py"])
 def test_dag_docs_are_markdown(name: str) -> None:
-    """The DAGs' ``doc_md`` (their docstrings) shows in the UI as Markdown: no Sphinx roles or RST literals."""
+    """The DAGs' ``doc_md`` (their docstring) is Markdown in the UI: no Sphinx roles or RST literals."""
     import ast
     import re
 
