@@ -59,7 +59,7 @@ PER_CALL_DAG = textwrap.dedent(
 
         @task
         def discover(ds: str | None = None) -> list[dict]:
-            from callcov_provider.manifest import read_manifest
+            from callcov_provider.reporting.manifest import read_manifest
 
             calls, _ = read_manifest(Path(os.environ["CALLCOV_RECORDINGS_ROOT"]) / ds)
             return calls

@@ -20,7 +20,7 @@ from typing import Any
 import pendulum
 from airflow.providers.common.compat.sdk import DAG, task
 
-from callcov_provider.example_assets import default_reports_root
+from callcov_provider.reporting.assets import default_reports_root
 from callcov_provider.version_compat import AIRFLOW_V_3_0_PLUS
 
 #: Seconds between the watcher's polls of CallCov.

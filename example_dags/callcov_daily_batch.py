@@ -1,26 +1,30 @@
 """
 Daily CallCov batch: analyse the day's call recordings and publish per-agent scorecards.
 
-The day's recordings sit in ``<root>/<YYYY-MM-DD>/`` with a ``calls.csv`` manifest (columns ``file``,
-``agent_id``, ``contact_id``, ``call_direction``, ``call_timestamp``). The DAG
+The day's recordings sit in `<root>/<YYYY-MM-DD>/` with a `calls.csv` manifest (columns `file`,
+`agent_id`, `contact_id`, `call_direction`, `call_timestamp`). The DAG
 
 1. discovers the calls, skipping (and logging) rows that are malformed or name a missing or unsupported
-   file, and splits them into chunks of ``CALLCOV_CHUNK_SIZE`` calls (250 by default); an empty day ends
+   file, and splits them into chunks of `CALLCOV_CHUNK_SIZE` calls (250 by default); an empty day ends
    the run as skipped;
-2. submits each chunk with one :class:`SubmitAnalysisBatchOperator` task instance, mapped over the
+2. submits each chunk with one `SubmitAnalysisBatchOperator` task instance, mapped over the
    chunks (Airflow maps at most 1,024 task instances, so 250-call chunks cover 256,000 calls a day);
    each paces itself to the API's quota, and at most two chunks of a run send at once (put them in a
-   pool, ``CALLCOV_POOL``, to share the quota with other DAGs); a call the API refuses is reported in
+   pool, `CALLCOV_POOL`, to share the quota with other DAGs); a call the API refuses is reported in
    the chunk's result and the day goes on;
-3. waits for the whole batch with one deferrable :class:`AnalysisCompletedSensor` (failed analyses are
+3. waits for the whole batch with one deferrable `AnalysisCompletedSensor` (failed analyses are
    reported, not fatal);
-4. lists the completed analyses with :class:`ListAnalysesOperator`, only the fields the report needs;
+4. lists the completed analyses with `ListAnalysesOperator`, only the fields the report needs;
 5. writes per-agent scorecards as CSV and a self-contained HTML page, and updates an asset so that
-   ``callcov_weekly_trend`` runs when a day's report is ready.
+   `callcov_weekly_trend` runs when a day's report is ready.
 
-Point it at the real API by setting the ``callcov_default`` connection's host and key; ``make demo`` runs
+The report is `<reports_root>/<YYYY-MM-DD>/report.html` (and `scorecards.csv`); it counts every
+call of the day, those the API refused included, and links to the weekly trend. The reporting
+code is `callcov_provider.reporting`; what each number means is stated on the page.
+
+Point it at the real API by setting the `callcov_default` connection's host and key; `make demo` runs
 it against the embedded emulator instead. The schedule has data intervals: the run for a day starts
-when the day is over, and ``ds`` is that day.
+when the day is over, and `ds` is that day.
 """
 
 from __future__ import annotations
@@ -34,9 +38,9 @@ import pendulum
 from airflow.providers.common.compat.sdk import DAG, AirflowSkipException, Param, TriggerRule, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from callcov_provider.example_assets import DAILY_REPORT_ASSET, default_reports_root
 from callcov_provider.operators.batch import SubmitAnalysisBatchOperator
 from callcov_provider.operators.list_analyses import ListAnalysesOperator
+from callcov_provider.reporting.assets import DAILY_REPORT_ASSET, default_reports_root
 from callcov_provider.sensors.analysis import AnalysisCompletedSensor
 
 #: Where the demo writes its recordings; set CALLCOV_RECORDINGS_ROOT or the ``root`` param for yours.
@@ -89,10 +93,10 @@ with DAG(
     @task
     def discover(params: dict[str, Any], ds: str, ti: Any = None) -> list[list[dict[str, Any]]]:
         """
-        Read the day's manifest: return the valid calls in chunks of ``CHUNK_SIZE``; the skipped rows go
+        Read the day's manifest: return the valid calls in chunks of `CHUNK_SIZE`; the skipped rows go
         to the XCom "skipped".
         """
-        from callcov_provider.manifest import read_manifest
+        from callcov_provider.reporting.manifest import read_manifest
 
         day_dir = Path(params["root"]) / ds
         calls, skipped = read_manifest(day_dir)
@@ -149,7 +153,7 @@ with DAG(
         ti: Any = None,
     ) -> dict[str, str]:
         """Write the day's per-agent scorecards (CSV and HTML) and log them as a table."""
-        from callcov_provider.reports import build_daily_report, format_table, write_report
+        from callcov_provider.reporting import build_daily_report, format_table, write_report
 
         skipped = ti.xcom_pull(task_ids="discover", key="skipped") or []
         daily = build_daily_report(

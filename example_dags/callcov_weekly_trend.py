@@ -1,10 +1,11 @@
 """
 Weekly CallCov trend: each time a day's scorecards are ready, chart the last seven days per agent.
 
-Scheduled on the asset that ``callcov_daily_batch``'s report task updates. It reads the latest seven
-``<reports_root>/<YYYY-MM-DD>/scorecards.csv``, and writes ``<reports_root>/weekly/trend.csv`` and
-``trend.html`` (a line chart of the average customer effort score per agent, and a table of calls,
-failures and compliance per agent and day). With no daily report yet, the run ends as skipped.
+Scheduled on the asset that `callcov_daily_batch`'s report task updates. It reads the latest seven
+`<reports_root>/<YYYY-MM-DD>/scorecards.csv`, and writes `<reports_root>/weekly/trend.csv` and
+`trend.html`: one line chart per metric (average customer effort score, compliance rate), one line
+per agent, links to each day's report, and a table of calls, failures and rates per agent and day.
+Each day's report links back to this page. With no daily report yet, the run ends as skipped.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import pendulum
 from airflow.providers.common.compat.sdk import DAG, AirflowSkipException, Param, task
 
-from callcov_provider.example_assets import DAILY_REPORT_ASSET, default_reports_root
+from callcov_provider.reporting.assets import DAILY_REPORT_ASSET, default_reports_root
 
 #: How many of the latest daily reports the trend covers.
 TREND_DAYS = 7
@@ -39,7 +40,7 @@ with DAG(
     @task
     def weekly_trend(params: dict[str, Any] | None = None) -> dict[str, str]:
         """Build the trend of the last seven daily reports, write it, and log it as a table."""
-        from callcov_provider.reports import format_trend_table, weekly_trend_report
+        from callcov_provider.reporting import format_trend_table, weekly_trend_report
 
         root = Path((params or {}).get("reports_root") or default_reports_root())
         trend, paths = weekly_trend_report(root, days=TREND_DAYS)

@@ -1,12 +1,14 @@
 """
 ``make demo``: run the daily batch DAG end to end against the embedded CallCov emulator. No account needed.
 
-1. Generates a day of demo recordings (standard library only) under ``.demo/recordings/<day>/``: a dozen
-   calls across four agents, one silent call that the analysis fails, one file the API rejects, and two
-   manifest rows that discovery skips.
+1. Generates ``--days`` days (3 by default, ending yesterday) of demo recordings (standard library only)
+   under ``.demo/recordings/<day>/``: a dozen calls across four agents, different each day, one silent
+   call that the analysis fails, one file the API rejects, and two manifest rows that discovery skips.
 2. Starts the emulator on a free loopback port, in its own process group (the project's one launcher).
-3. Runs ``airflow dags test callcov_daily_batch <day>`` in a project-local ``AIRFLOW_HOME`` (SQLite).
-4. Stops everything it started, even on Ctrl-C, and prints where the report is.
+3. Runs ``airflow dags test callcov_daily_batch <day>`` for each day in a project-local ``AIRFLOW_HOME``
+   (SQLite), then ``airflow dags test callcov_weekly_trend`` (which the daily report's asset schedules in
+   a real deployment), so that the daily pages link to a weekly trend page that exists.
+4. Stops everything it started, even on Ctrl-C, and prints where the reports are.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ DEMO_KEY = "sk_test_demo_key_0123456789"
 AGENTS = ["agent_alice", "agent_bob", "agent_chen", "agent_dana"]
 
 
-def generate_recordings(day: str, root: Path) -> Path:
-    """Write the day's recordings and ``calls.csv``; return the day's folder."""
+def generate_recordings(day: str, root: Path, variant: int = 0) -> Path:
+    """Write the day's recordings and ``calls.csv`` (``variant`` changes the audio, so the results); return
+    the day's folder."""
     from callcov_provider.testing.audio import write_wav
 
     folder = root / day
@@ -42,7 +45,8 @@ def generate_recordings(day: str, root: Path) -> Path:
     for index in range(12):
         agent = AGENTS[index % len(AGENTS)]
         name = f"call_{index + 1:02d}.wav"
-        write_wav(folder / name, seconds=4.0 + (index % 5), seed=index + 1, silent=(index == 7))
+        seed = index + 1 + 100 * variant
+        write_wav(folder / name, seconds=4.0 + (index % 5), seed=seed, silent=(index == 7))
         rows.append(
             {
                 "file": name,
@@ -126,8 +130,15 @@ def airflow_env(base_url: str, recordings: Path, reports: Path) -> dict[str, str
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            # The "CallCov Analysis" extra link goes to the emulator's own view of the analysis (its
+            # control API's JSON, there while the emulator runs), not to a dashboard that never saw it.
             "AIRFLOW_CONN_CALLCOV_DEFAULT": json.dumps(
-                {"conn_type": "callcov", "host": base_url, "password": DEMO_KEY}
+                {
+                    "conn_type": "callcov",
+                    "host": base_url,
+                    "password": DEMO_KEY,
+                    "extra": {"dashboard_url": base_url.removesuffix("/api/v1") + "/_emulator"},
+                }
             ),
             "CALLCOV_RECORDINGS_ROOT": str(recordings),
             "CALLCOV_REPORTS_ROOT": str(reports),
@@ -193,16 +204,22 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     yesterday = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
-    parser.add_argument("--day", default=yesterday, help="the day to analyse (default: yesterday, UTC)")
+    parser.add_argument("--day", default=yesterday, help="the last day to analyse (default: yesterday, UTC)")
+    parser.add_argument("--days", type=int, default=3, help="how many days, ending --day (default: 3)")
     args = parser.parse_args(argv)
+    last = datetime.fromisoformat(args.day)
+    days = [
+        (last - timedelta(days=back)).strftime("%Y-%m-%d") for back in range(max(args.days, 1) - 1, -1, -1)
+    ]
 
     # SIGTERM ends the demo like Ctrl-C does, so the finally below always stops what we started.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     DEMO.mkdir(exist_ok=True)
     recordings, reports = DEMO / "recordings", DEMO / "reports"
     started = time.monotonic()
-    folder = generate_recordings(args.day, recordings)
-    print(f"Generated the demo recordings of {args.day} in {folder}")
+    for variant, day in enumerate(days):
+        folder = generate_recordings(day, recordings, variant)
+        print(f"Generated the demo recordings of {day} in {folder}")
     emulator = emulator_launcher(DEMO / "emulator.log")
     try:
         try:
@@ -215,19 +232,28 @@ def main(argv: list[str] | None = None) -> int:
         if run([airflow, "db", "migrate"], env, DEMO / "airflow-db.log") != 0:
             print(f"airflow db migrate failed; see {DEMO / 'airflow-db.log'}")
             return 1
-        print("Running: airflow dags test callcov_daily_batch", args.day)
-        code = run([airflow, "dags", "test", "callcov_daily_batch", args.day], env, DEMO / "dag-run.log")
+        for day in days:
+            print("Running: airflow dags test callcov_daily_batch", day)
+            code = run(
+                [airflow, "dags", "test", "callcov_daily_batch", day], env, DEMO / f"dag-run-{day}.log"
+            )
+            if code != 0 or not (reports / day / "report.html").exists():
+                print(f"The DAG run failed (exit {code}); its log is {DEMO / f'dag-run-{day}.log'}")
+                return 1
+        print("Running: airflow dags test callcov_weekly_trend", args.day)
+        code = run([airflow, "dags", "test", "callcov_weekly_trend", args.day], env, DEMO / "trend-run.log")
     except KeyboardInterrupt:
         print("Interrupted; stopping the emulator.")
         return 130
     finally:
         emulator.stop()
-    report_dir = reports / args.day
-    if code != 0 or not (report_dir / "report.html").exists():
-        print(f"The DAG run failed (exit {code}); its log is {DEMO / 'dag-run.log'}")
+    trend_html = reports / "weekly" / "trend.html"
+    if code != 0 or not trend_html.exists():
+        print(f"The weekly trend run failed (exit {code}); its log is {DEMO / 'trend-run.log'}")
         return 1
-    summarise(report_dir)
-    print(f"Done in {time.monotonic() - started:.0f}s. Full run log: {DEMO / 'dag-run.log'}")
+    summarise(reports / args.day)
+    print(f"Trend:  {trend_html}")
+    print(f"Done in {time.monotonic() - started:.0f}s. Run logs: {DEMO}/dag-run-<day>.log, trend-run.log")
     return 0
 
 

@@ -81,7 +81,7 @@ with DAG(
         dag_run: Any = None,
     ) -> dict[str, str]:
         """The day's scorecards, as the daily batch writes them."""
-        from callcov_provider.reports import build_daily_report, format_table, write_report
+        from callcov_provider.reporting import build_daily_report, format_table, write_report
 
         daily = build_daily_report(day="2026-01-01", calls=calls, statuses=statuses, analyses=analyses)
         paths = write_report(daily, Path(dag_run.conf["reports_root"]))

@@ -290,7 +290,7 @@ def _check_report(report_dir: Path, day_dir: Path, manifest: dict[str, int]) -> 
     assert "silence" in totals[0]["failure_reasons"]  # the failed analysis
 
     page = html.unescape(html_path.read_text(encoding="utf-8"))
-    assert "<svg" in page
+    assert page.count("<figure>") == 3  # effort, compliance and greeting charts, each on its own scale
     assert "call_14.wav" in page  # the two skipped rows: a missing file...
     assert "call_15.aac" in page  # ...and an unsupported format
     for agent in expected_agents:

@@ -32,11 +32,13 @@ DAILY_REPORT_ASSET = (
 
 def default_reports_root() -> Path:
     """
-    The folder the example DAGs write their reports to.
+    The folder the example DAGs write their reports to: never inside the installed package.
 
-    :return: ``$CALLCOV_REPORTS_ROOT`` if set, else ``<repository>/.demo/reports``.
+    :return: ``$CALLCOV_REPORTS_ROOT`` if set, else ``$AIRFLOW_HOME/callcov_reports`` (``AIRFLOW_HOME``
+        defaulting to ``~/airflow``, as in Airflow).
     """
     configured = os.environ.get(REPORTS_ROOT_ENV, "").strip()
     if configured:
         return Path(configured).expanduser()
-    return Path(__file__).resolve().parents[1] / ".demo" / "reports"
+    airflow_home = os.environ.get("AIRFLOW_HOME", "").strip() or "~/airflow"
+    return Path(airflow_home).expanduser() / "callcov_reports"

@@ -9,6 +9,7 @@ same local checks the hook makes before sending, so a row that would be refused 
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ def read_manifest(day_dir: Path | str) -> tuple[list[dict[str, Any]], list[dict[
     :return: ``(calls, skipped)``: one dict of :class:`SubmitAnalysisOperator` arguments per valid row
         (``agent_id``, ``contact_id``, ``audio_file``, ``call_direction``, ``call_timestamp``,
         ``metadata``), and one ``{"row": n, "reason": ...}`` per skipped row (rows count from 2, the
-        header being row 1). A missing folder or manifest gives two empty lists.
+        header being row 1); a reason names a file relative to the day's folder, never by its absolute
+        path (the report is read by people who do not know the worker's disk). A missing folder or
+        manifest gives two empty lists.
     """
     manifest = Path(day_dir) / MANIFEST_NAME
     if not manifest.is_file():
@@ -43,8 +46,13 @@ def read_manifest(day_dir: Path | str) -> tuple[list[dict[str, Any]], list[dict[
             try:
                 calls.append(_call_from_row(manifest.parent, row, row_number))
             except InvalidRequestError as err:
-                skipped.append({"row": row_number, "reason": err.message})
+                skipped.append({"row": row_number, "reason": _relative(err.message, manifest.parent)})
     return calls, skipped
+
+
+def _relative(message: str, folder: Path) -> str:
+    """``message`` with the day folder's path taken off the file names it quotes."""
+    return message.replace(f"{folder}{os.sep}", "")
 
 
 def _call_from_row(folder: Path, row: dict[str, Any], row_number: int) -> dict[str, Any]:
