@@ -55,8 +55,9 @@ def test_class_attributes() -> None:
     assert CallCovHook.conn_name_attr == "callcov_conn_id"
     assert CallCovHook.hook_name == "CallCov"
     behaviour = CallCovHook.get_ui_field_behaviour()
-    assert behaviour["hidden_fields"] == ["schema", "port", "login"]
-    assert behaviour["relabeling"] == {"host": "API base URL", "password": "API key or token"}
+    assert behaviour["hidden_fields"] == ["schema", "login"]
+    assert behaviour["relabeling"]["host"] == "API base URL"
+    assert behaviour["relabeling"]["password"] == "API key or token"
 
 
 def test_construction_reads_no_connection_and_sends_nothing(
