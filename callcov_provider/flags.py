@@ -41,9 +41,7 @@ def parse_flag(
             return False
     cls = error or ConnectionConfigError
     shown = value if isinstance(value, (int, float)) or value is None else str(value)[:40]
-    raise cls(
-        f"{field} must be true or false (also 1/0, yes/no, on/off), got {shown!r}", field=field
-    )
+    raise cls(f"{field} must be true or false (also 1/0, yes/no, on/off), got {shown!r}", field=field)
 
 
 def parse_argument_flag(value: Any, field: str, *, default: bool | None = None) -> bool:

@@ -97,7 +97,10 @@ def test_a_host_without_a_scheme_is_https(
         mock.get("https://api.callcov.test/api/v1/analysis/", json=page([], has_more=False))
         ok, message = make_hook().test_connection()
     assert ok is True
-    assert message == "Connection 'callcov_default': connected to the CallCov API at https://api.callcov.test/api/v1"
+    assert (
+        message
+        == "Connection 'callcov_default': connected to the CallCov API at https://api.callcov.test/api/v1"
+    )
 
 
 def test_the_ui_s_temporary_connection_id_is_not_named(

@@ -633,7 +633,8 @@ def test_connection_with_a_server_error(hook: CallCovHook, requests_mock: rm.Moc
     ok, message = hook.test_connection()
     assert ok is False
     assert message.startswith(
-        f"Connection 'callcov_default': the CallCov API at {API} answered with an error: HTTP 500 [server_error]"
+        f"Connection 'callcov_default': the CallCov API at {API} answered with an error: "
+        "HTTP 500 [server_error]"
     )
     assert len(requests_mock.request_history) == 1
 

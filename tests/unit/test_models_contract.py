@@ -180,7 +180,34 @@ def test_compact_summary_is_one_type() -> None:
     model = Analysis.model_validate(COMPLETED_002)
     assert AnalysisSummary.of(model).to_xcom() == model.summary()
     assert AnalysisSummary.unfinished("x").to_xcom() == {
-        "id": "x", "status": "processing", "agent_id": None, "contact_id": None, "error_message": None,
+        "id": "x",
+        "status": "processing",
+        "agent_id": None,
+        "contact_id": None,
+        "error_message": None,
     }
     assert AnalysisSummary.finished("y", failure="bad audio").status == "failed"
     assert AnalysisSummary.finished("z").status == "completed"
+
+
+def test_one_filter_type() -> None:
+    from callcov_provider.exceptions import InvalidRequestError
+    from callcov_provider.hooks import validation
+    from callcov_provider.models import ListFilters
+
+    filters = ListFilters.checked(
+        status_filter=AnalysisStatus.FAILED, agent_id="a1", contact_id="", search=None
+    )
+    assert filters.params() == {"status_filter": "failed", "agent_id": "a1"}
+    assert validation.list_params(status_filter="failed", agent_id="a1", limit=5) == {
+        "status_filter": "failed",
+        "agent_id": "a1",
+        "limit": 5,
+        "offset": 0,
+    }
+    with pytest.raises(InvalidRequestError) as info:
+        ListFilters.checked(status_filter="queued")
+    assert info.value.field == "status_filter"
+    with pytest.raises(InvalidRequestError) as text_info:
+        ListFilters.checked(search=5)
+    assert text_info.value.field == "search"
