@@ -217,3 +217,13 @@ def test_flag_not_given_is_the_default_or_refused() -> None:
 def test_the_schemes_own_port_adds_nothing(host: str, port: int, expected: str) -> None:
     # Entering 443 is the way past Airflow 3.3.2's Test button for a connection without a port.
     assert normalise_base_url(host, port) == expected
+
+
+def test_docs_list_every_extra_with_the_models_default() -> None:
+    from pathlib import Path
+
+    from callcov_provider.connection_form import EXTRA_DEFAULTS
+
+    text = (Path(__file__).parents[2] / "docs" / "connection.md").read_text()
+    for name, default in EXTRA_DEFAULTS.items():
+        assert f"| `{name}` | `{default}` |" in text, name
