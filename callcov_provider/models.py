@@ -226,6 +226,7 @@ class ApiUrl:
     ) -> core_schema.CoreSchema:
         return core_schema.no_info_plain_validator_function(
             cls._validate,
+            json_schema_input_schema=core_schema.str_schema(),
             serialization=core_schema.plain_serializer_function_ser_schema(
                 lambda url: url.redacted, when_used="always"
             ),

@@ -211,3 +211,10 @@ def test_one_filter_type() -> None:
     with pytest.raises(InvalidRequestError) as text_info:
         ListFilters.checked(search=5)
     assert text_info.value.field == "search"
+
+
+def test_models_have_a_json_schema() -> None:
+    # FastAPI (the emulator, a user's app) builds OpenAPI documents from these models.
+    schema = AnalysisList.model_json_schema()
+    url = schema["$defs"]["AudioInfo"]["properties"]["url"]
+    assert {"type": "string"} in url["anyOf"]
