@@ -158,7 +158,6 @@ def test_api_urls_never_reach_xcom_repr_or_logs(caplog: pytest.LogCaptureFixture
         "repr": repr(model),
         "str": str(model),
         "url": f"{model.audio.url} {model.audio.url!r}",
-        "dump": json.dumps(model.model_dump(mode="json")),
         "listing": json.dumps(AnalysisList(data=[model]).to_xcom()),
         "error": str(model.error_message),
     }
@@ -167,6 +166,10 @@ def test_api_urls_never_reach_xcom_repr_or_logs(caplog: pytest.LogCaptureFixture
     for where, text in outputs.items():
         assert SIGNATURE not in text, where
         assert "pw@" not in text, where
+    # A plain dump redacts the URL fields; to_xcom also every URL in free text and unknown fields.
+    dumped = model.model_dump(mode="json")
+    assert dumped["audio"]["url"] == "https://storage.example.test/recordings/call-001.wav?<redacted>"
+    assert dumped["metadata"]["webhook_url"] == "https://hooks.example.test/cb?<redacted>"
     xcom = model.to_xcom()
     assert xcom["audio"]["url"] == "https://storage.example.test/recordings/call-001.wav?<redacted>"
     assert xcom["metadata"]["webhook_url"] == "https://hooks.example.test/cb?<redacted>"
