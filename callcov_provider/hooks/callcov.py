@@ -563,6 +563,7 @@ class CallCovHook(BaseHook):
             len(conn_id) == 8 and conn_id.isalnum() and f"AIRFLOW_CONN_{conn_id.upper()}" in os.environ
         )
         name = "This connection" if temporary else f"Connection {conn_id!r}"
+        which = "this connection" if temporary else f"connection {conn_id!r}"
         try:
             settings = self.settings
         except ConnectionConfigError as err:
@@ -584,21 +585,21 @@ class CallCovHook(BaseHook):
             self._parse(response, AnalysisList, "list")
         except AuthenticationError as err:
             return False, (
-                f"{name}: authentication failed: the CallCov API at {settings.base_url} refused the key "
+                f"Authentication failed ({which}): the CallCov API at {settings.base_url} refused the key "
                 f"({err.message})"
             )
         except NotFoundError:
             return False, (
-                f"{name}: {settings.base_url}/analysis/ answered 404 Not Found: the base URL's path looks "
-                f"wrong (the API's is /api/v1, as in https://api.callcov.com/api/v1)"
+                f"The API base URL's path looks wrong ({which}): {settings.base_url}/analysis/ answered "
+                "404 Not Found; the API's path is /api/v1, as in https://api.callcov.com/api/v1"
             )
         except APIConnectionError as err:
-            return False, f"{name}: cannot reach the CallCov API at {settings.base_url}: {err.message}"
+            return False, f"Cannot reach the CallCov API at {settings.base_url} ({which}): {err.message}"
         except CallCovError as err:
-            return False, f"{name}: the CallCov API at {settings.base_url} answered with an error: {err}"
+            return False, f"The CallCov API at {settings.base_url} answered with an error ({which}): {err}"
         finally:
             self._settings = settings
-        return True, f"{name}: connected to the CallCov API at {settings.base_url}"
+        return True, f"Connected to the CallCov API at {settings.base_url} ({which})"
 
 
 def _noop() -> None:

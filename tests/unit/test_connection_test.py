@@ -58,7 +58,8 @@ def test_a_host_that_never_answers_fails_within_ten_seconds(
     assert ok is False
     assert elapsed < 10, elapsed
     assert "timeout" in message.lower()
-    assert "Connection 'callcov_default'" in message
+    assert "connection 'callcov_default'" in message
+    assert message.startswith("Cannot reach the CallCov API")
     # The hook's own settings are unchanged for its later calls.
     assert hook.settings.read_timeout == 300
 
@@ -72,7 +73,7 @@ def test_a_404_says_the_base_url_path_looks_wrong(
         ok, message = make_hook().test_connection()
     assert ok is False
     assert "404" in message
-    assert "path looks wrong" in message
+    assert message.startswith("The API base URL's path looks wrong (connection 'callcov_default')")
     assert "https://api.callcov.test/v1/analysis/" in message
 
 
@@ -99,7 +100,7 @@ def test_a_host_without_a_scheme_is_https(
     assert ok is True
     assert (
         message
-        == "Connection 'callcov_default': connected to the CallCov API at https://api.callcov.test/api/v1"
+        == "Connected to the CallCov API at https://api.callcov.test/api/v1 (connection 'callcov_default')"
     )
 
 
@@ -126,4 +127,4 @@ def test_success_names_the_connection(hook: CallCovHook, requests_mock: Any) -> 
     ok, message = hook.test_connection()
     assert ok is True
     assert KEY not in message
-    assert message == f"Connection 'callcov_default': connected to the CallCov API at {API}"
+    assert message == f"Connected to the CallCov API at {API} (connection 'callcov_default')"

@@ -599,7 +599,7 @@ def test_connection_success(hook: CallCovHook, requests_mock: rm.Mocker) -> None
     requests_mock.get(f"{API}/analysis/", json=page(["a1"], has_more=True, total=9))
     ok, message = hook.test_connection()
     assert ok is True
-    assert message == f"Connection 'callcov_default': connected to the CallCov API at {API}"
+    assert message == f"Connected to the CallCov API at {API} (connection 'callcov_default')"
     assert query(requests_mock.last_request) == {"limit": ["1"]}
     assert requests_mock.last_request.headers["X-API-Key"] == KEY
 
@@ -633,7 +633,7 @@ def test_connection_with_a_server_error(hook: CallCovHook, requests_mock: rm.Moc
     ok, message = hook.test_connection()
     assert ok is False
     assert message.startswith(
-        f"Connection 'callcov_default': the CallCov API at {API} answered with an error: "
+        f"The CallCov API at {API} answered with an error (connection 'callcov_default'): "
         "HTTP 500 [server_error]"
     )
     assert len(requests_mock.request_history) == 1
@@ -663,7 +663,8 @@ def test_connection_refused_for_real_on_loopback(
     hook = make_hook()
     ok, message = hook.test_connection()
     assert ok is False
-    assert message.startswith("Connection 'callcov_default': cannot reach the CallCov API at http://127.0.0.1:")
+    assert message.startswith("Cannot reach the CallCov API at http://127.0.0.1:")
+    assert "(connection 'callcov_default')" in message
     assert "connect error on GET http://127.0.0.1:" in message
     assert KEY not in message
 
