@@ -12,79 +12,26 @@ Every failure, whether found locally before a request is sent or answered by the
         print(err.field, err.message)
 
 No error text ever carries the API key or a URL's query string: messages are built from the server's
-error body and from locally known, non-secret values only, and URLs are shown through :func:`safe_url`.
+error body and from locally known, non-secret values only, and URLs are shown through
+:func:`~callcov_provider.redaction.redact_url`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+# Re-exported: callers have always imported these helpers from here.
+from callcov_provider.redaction import redact as redact
+from callcov_provider.redaction import redact_url as redact_url
+from callcov_provider.redaction import url_secrets as url_secrets
 
 #: How much of a body that is not JSON (an HTML page from a proxy, say) an error keeps.
 BODY_SNIPPET_CHARS = 200
 
-
-def safe_url(url: str) -> str:
-    """
-    Return ``url`` without its user info, query string and fragment, where tokens travel.
-
-    :param url: Any URL, possibly signed.
-    :return: The same URL with ``?...`` shown as ``?<redacted>`` and credentials dropped.
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # raises ValueError for a port that is out of range or not a number
-    except ValueError:
-        return "<unparseable url>"
-    netloc = parts.hostname or ""
-    if ":" in netloc:
-        netloc = f"[{netloc}]"
-    if port:
-        netloc = f"{netloc}:{port}"
-    query = "<redacted>" if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-#: Shorter query values (``expires=3600``, ``v=1``) are not treated as secrets on their own: redacting
-#: them would garble any message that contains the same digits.
-MIN_QUERY_SECRET_CHARS = 8
-
-
-def url_secrets(url: str) -> tuple[str, ...]:
-    """
-    The parts of ``url`` that may carry a credential: its query string, fragment and user info, and each
-    query value of at least :data:`MIN_QUERY_SECRET_CHARS` characters (a server may echo a signature
-    alone, without its ``sig=``).
-
-    :param url: Any URL, such as a signed ``audio_url``.
-    :return: The non-empty secret parts, for :func:`redact`.
-    """
-    try:
-        parts = urlsplit(url)
-        values = [value for _, value in parse_qsl(parts.query) if len(value) >= MIN_QUERY_SECRET_CHARS]
-    except ValueError:
-        return (url,) if url else ()
-    candidates = (parts.query, parts.fragment, parts.password, parts.username, *values)
-    return tuple(dict.fromkeys(part for part in candidates if part))
-
-
-#: A URL's query string in free text: where a signed URL (such as an analysis' ``audio.url``) keeps its token.
-_URL_QUERY = re.compile(r"""(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#"'<>]*)\?[^\s#"'<>]+""")
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """
-    Replace every occurrence of each of ``secrets``, and every URL's query string, in ``text``.
-
-    Used on text that comes from the server (an error body may echo a header or a signed URL back).
-    """
-    text = _URL_QUERY.sub(r"\1?<redacted>", text)
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, "<redacted>")
-    return text
+#: The earlier name of :func:`~callcov_provider.redaction.redact_url`, kept for existing imports.
+safe_url = redact_url
 
 
 class CallCovError(Exception):

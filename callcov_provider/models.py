@@ -1,23 +1,59 @@
 """
 The CallCov API contract in code: pydantic models of what the API returns, and its documented limits.
 
-Both the hook and the emulator import this module, so the contract is written once. Sources are the
-documentation pages in ``shared/callcov-api/``: page 000 ("Submitting Call Analysis", the older
-``/calls/analyze`` generation), page 001 ("Making Your First Request") and page 002 ("List Analyses").
-Where they disagree, the rules of that folder's README apply; each decision is noted where it is made.
+Both the hook and the emulator import this module, so the contract is written once. The source is the
+API documentation: page 000 ("Submitting Call Analysis", the older ``/calls/analyze`` generation), page
+001 ("Making Your First Request") and page 002 ("List Analyses"). Where they disagree, the project's
+rules apply; each decision is noted where it is made.
+
+How strict each field is follows how precise the documentation is:
+
+* Fields the pages show with a value (``id``, ``created``, ``customer_effort_score``, ...) keep that
+  type, read as a number where a number is shown (``2.5`` and ``1`` are both an effort score).
+* Sections the pages show only as ``{...}`` or ``[...]`` are modelled as far as their code samples read
+  them (``greeting.present``, ``identity_verification.flagged``); a section of another shape is kept as
+  the raw JSON the API sent rather than refused.
+* A status other than the three documented ones is "not finished" (:meth:`AnalysisStatus.parse`).
+* One analysis of a listing that still cannot be read is skipped with a warning naming its id
+  (:class:`AnalysisList`): it never costs the other 999 of a page.
 
 Every model keeps fields it does not know (``extra="allow"``): the API will grow, and a new field must
 not break a running pipeline. Sections that are ``null`` while an analysis is processing parse as ``None``.
+
+URLs the API returns (``audio.url`` may be a presigned object-storage URL) are :class:`ApiUrl` values:
+shown, logged and serialised without their query string, fragment and user info; every string in
+:meth:`Analysis.to_xcom` has the query of any URL in it redacted too (an error message may echo one).
 """
 
 from __future__ import annotations
 
 import enum
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import core_schema
+
+from callcov_provider.exceptions import InvalidRequestError
+from callcov_provider.redaction import redact_url, redact_urls
+
+log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 
@@ -50,16 +86,81 @@ LIST_LIMIT_DEFAULT = 100
 
 
 class AnalysisStatus(str, enum.Enum):
-    """The three documented statuses of an analysis (page 001, "Status Values")."""
+    """
+    The three documented statuses of an analysis (page 001, "Status Values").
+
+    ``AnalysisStatus(text)`` accepts only those three (a ``status_filter`` must be one of them). A status
+    the API returns goes through :meth:`parse`, which also accepts any other text ("queued", say) as a
+    status that is not finished, so a new server-side state never fails a running pipeline.
+    """
 
     PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
 
+    @classmethod
+    def parse(cls, value: Any) -> AnalysisStatus:
+        """
+        Read a status the API returned: one of the documented three, or an undocumented one.
+
+        An undocumented status is logged once per value (as a warning) and is not terminal.
+
+        :raises ValueError: for a value that is not a non-empty string.
+        """
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, str):
+            raise ValueError(f"status must be a string, got {type(value).__name__}")
+        try:
+            return cls(value)
+        except ValueError:
+            pass
+        if not _STATUS_WORD.fullmatch(value):
+            # Not a status at all (free text may echo anything, a credential included): never shown.
+            raise ValueError("status is neither a documented status nor a single word") from None
+        return _undocumented_status(value)
+
+    @property
+    def is_documented(self) -> bool:
+        """Whether this is one of the three documented statuses."""
+        return self.value in _DOCUMENTED_STATUSES
+
     @property
     def is_terminal(self) -> bool:
-        """Whether the analysis has finished, successfully or not."""
-        return self is not AnalysisStatus.PROCESSING
+        """Whether the analysis has finished, successfully or not (an undocumented status has not)."""
+        return self is AnalysisStatus.COMPLETED or self is AnalysisStatus.FAILED
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Callable[[Any], AnalysisStatus], tuple[str]]:
+        # Through parse, so that an undocumented status survives pickling too.
+        return AnalysisStatus.parse, (self.value,)
+
+
+_DOCUMENTED_STATUSES = frozenset(s.value for s in AnalysisStatus)
+#: What an undocumented status may look like: a word such as ``queued`` or ``in-review``.
+_STATUS_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+_UNDOCUMENTED: dict[str, AnalysisStatus] = {}
+_UNDOCUMENTED_LOCK = threading.Lock()
+
+
+def _undocumented_status(value: str) -> AnalysisStatus:
+    """The one pseudo-member of :class:`AnalysisStatus` for ``value``, logged when first seen."""
+    with _UNDOCUMENTED_LOCK:
+        member = _UNDOCUMENTED.get(value)
+        if member is None:
+            member = str.__new__(AnalysisStatus, value)
+            member._value_ = value
+            member._name_ = value.upper()
+            _UNDOCUMENTED[value] = member
+            log.warning(
+                "The CallCov API returned the undocumented analysis status %r; it is treated as not "
+                "finished (documented: processing, completed, failed)",
+                value,
+            )
+    return member
+
+
+#: An analysis status as the API returns it: see :meth:`AnalysisStatus.parse`.
+ApiStatus = Annotated[AnalysisStatus, BeforeValidator(AnalysisStatus.parse)]
 
 
 class CallDirection(str, enum.Enum):
@@ -69,10 +170,107 @@ class CallDirection(str, enum.Enum):
     OUTBOUND = "outbound"
 
 
+class ApiUrl:
+    """
+    A URL the API returned, such as ``audio.url`` (possibly presigned, ``?X-Amz-Signature=...``).
+
+    ``str()``, ``repr()``, logging and serialisation (``model_dump``, and so XCom) all show it through
+    :func:`~callcov_provider.redaction.redact_url`: no query string, fragment or user info. Code that
+    needs the full URL (to download the recording, say) asks for it with :meth:`get_secret_value`, as with
+    pydantic's ``SecretStr``.
+
+    :param url: The URL as the API sent it.
+    """
+
+    __slots__ = ("_url",)
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def get_secret_value(self) -> str:
+        """The full URL, query string included."""
+        return self._url
+
+    @property
+    def redacted(self) -> str:
+        """The URL without query string, fragment and user info."""
+        return redact_url(self._url)
+
+    def __str__(self) -> str:
+        return self.redacted
+
+    def __repr__(self) -> str:
+        return f"ApiUrl({self.redacted!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ApiUrl):
+            return self._url == other._url
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._url)
+
+    @classmethod
+    def _validate(cls, value: Any) -> ApiUrl:
+        if isinstance(value, ApiUrl):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        raise ValueError(f"a URL must be a string, got {type(value).__name__}")
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            cls._validate,
+            json_schema_input_schema=core_schema.str_schema(),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda url: url.redacted, when_used="always"
+            ),
+        )
+
+
+#: A URL in JSON text whose query string or user info is not redacted yet.
+_UNREDACTED_URL = re.compile(r"""://[^\s"'<>]*(?:\?(?!<redacted>)|@)""")
+
+
+def _redacted_dump(model: BaseModel) -> dict[str, Any]:
+    """``model``'s JSON-safe dump with every URL redacted; walked only when some URL needs it."""
+    dumped: dict[str, Any] = model.model_dump(mode="json")
+    if _UNREDACTED_URL.search(model.model_dump_json()):
+        dumped = _redact_json(dumped)
+    return dumped
+
+
+def _redact_json(value: Any) -> Any:
+    """Redact the query of every URL in every string of a JSON-safe value (dicts and lists walked)."""
+    if isinstance(value, str):
+        return redact_urls(value) if "://" in value else value
+    if isinstance(value, dict):
+        return {key: _redact_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redact_json(item) for item in value]
+    return value
+
+
 class _OpenModel(BaseModel):
     """A model that keeps unknown fields and accepts field names and aliases alike."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # Unknown fields are plain JSON: a signed URL among them must not reach a log through a repr.
+        for name, value in super().__repr_args__():
+            yield name, _redact_json(value)
+
+
+def _section() -> Any:
+    """
+    A section the pages show only as ``{...}``: read as its model when it fits, otherwise kept as the raw
+    JSON object the API sent (never a reason to refuse the analysis).
+    """
+    return Field(default=None, union_mode="left_to_right")
 
 
 class CallInfo(_OpenModel):
@@ -87,9 +285,13 @@ class CallInfo(_OpenModel):
 
 
 class AudioInfo(_OpenModel):
-    """The ``audio`` section. Page 001 says ``file_size``, page 002 ``size_bytes``; both are kept."""
+    """
+    The ``audio`` section. Page 001 says ``file_size``, page 002 ``size_bytes``; both are kept.
 
-    url: str | None = None
+    ``url`` is where the API stores the recording, possibly a presigned URL: an :class:`ApiUrl`.
+    """
+
+    url: ApiUrl | None = None
     format: str | None = None
     duration_seconds: float | None = None
     file_size: int | None = None
@@ -97,9 +299,10 @@ class AudioInfo(_OpenModel):
 
 
 class TranscriptSegment(_OpenModel):
-    """One utterance of the transcript."""
+    """One utterance of the transcript (the pages show ``segments`` only as ``[...]``)."""
 
-    speaker: str | None = None
+    #: A label ("agent") or a channel number (0): the pages do not say which.
+    speaker: str | int | None = None
     start: float | None = None
     end: float | None = None
     text: str | None = None
@@ -109,7 +312,10 @@ class Transcript(_OpenModel):
     """The ``transcript`` section; ``None`` while processing."""
 
     text: str | None = None
-    segments: list[TranscriptSegment] = Field(default_factory=list)
+    #: Each segment read as a :class:`TranscriptSegment` when it fits, otherwise kept as sent.
+    segments: list[Annotated[TranscriptSegment | Any, Field(union_mode="left_to_right")]] = Field(
+        default_factory=list
+    )
     language: str | None = None
 
 
@@ -118,15 +324,16 @@ class ComplianceCheck(_OpenModel):
 
     passed: bool | None = None
     flagged: bool | None = None
-    details: str | None = None
+    #: Text or an object: the pages show the check only as ``{...}``.
+    details: Any = None
 
 
 class ComplianceResults(_OpenModel):
-    """The three documented compliance checks."""
+    """The three documented compliance checks (each a :class:`ComplianceCheck`, or the raw object)."""
 
-    identity_verification: ComplianceCheck | None = None
-    mandatory_disclosures: ComplianceCheck | None = None
-    purpose_declaration: ComplianceCheck | None = None
+    identity_verification: ComplianceCheck | dict[str, Any] | None = _section()
+    mandatory_disclosures: ComplianceCheck | dict[str, Any] | None = _section()
+    purpose_declaration: ComplianceCheck | dict[str, Any] | None = _section()
 
 
 class SentimentAnalysis(_OpenModel):
@@ -146,22 +353,25 @@ class EmpatheticLanguage(_OpenModel):
     """How much empathetic language the agent used."""
 
     score: float | None = None
-    examples: list[str] = Field(default_factory=list)
+    #: Quotes, or an object of them: the pages show the section only as ``{...}``.
+    examples: Any = Field(default_factory=list)
 
 
 class QualityResults(_OpenModel):
-    """The ``quality`` results."""
+    """The ``quality`` results (each section a model, or the raw object when it does not fit)."""
 
-    sentiment_analysis: SentimentAnalysis | None = None
-    greeting: GreetingCheck | None = None
-    empathetic_language: EmpatheticLanguage | None = None
+    sentiment_analysis: SentimentAnalysis | dict[str, Any] | None = _section()
+    greeting: GreetingCheck | dict[str, Any] | None = _section()
+    empathetic_language: EmpatheticLanguage | dict[str, Any] | None = _section()
 
 
 class CoachingResults(_OpenModel):
-    """Coaching advice and the customer effort score (1 to 5, page 002)."""
+    """Coaching advice and the customer effort score (page 002 shows ``1`` and averages it out of 5)."""
 
+    #: The pages show ``[...]``: any JSON list.
     recommendations: list[Any] = Field(default_factory=list)
-    customer_effort_score: int | None = None
+    #: A number: ``1`` on the page, and nothing says a score cannot be ``2.5``; an int stays an int.
+    customer_effort_score: int | float | None = None
 
 
 class AnalysisResults(_OpenModel):
@@ -175,7 +385,7 @@ class AnalysisResults(_OpenModel):
 class AnalysisMetadata(_OpenModel):
     """The ``metadata`` section, where a failed analysis carries its ``error_message``."""
 
-    webhook_url: str | None = None
+    webhook_url: ApiUrl | None = None
     completed_at: str | None = None
     processing_time_ms: int | None = None
     error_message: str | None = None
@@ -200,8 +410,9 @@ class Analysis(_OpenModel):
 
     id: str = Field(validation_alias=AliasChoices("id", "analysis_id"), min_length=1)
     object: str = "analysis"
-    created: int | None = None
-    status: AnalysisStatus
+    #: Epoch seconds (an integer on the pages; a fractional value is read as such).
+    created: int | float | None = None
+    status: ApiStatus
     livemode: bool | None = None
     call: CallInfo | None = None
     audio: AudioInfo | None = None
@@ -211,16 +422,20 @@ class Analysis(_OpenModel):
     # Page 000's generation.
     created_at: str | None = None
     estimated_completion: str | None = None
-    webhook_url: str | None = None
+    webhook_url: ApiUrl | None = None
     analysis: LegacySummary | None = None
     error: str | None = None
 
     @property
     def error_message(self) -> str | None:
-        """The server's reason for a failed analysis, from whichever generation's field carries it."""
+        """
+        The server's reason for a failed analysis, from whichever generation's field carries it.
+
+        Any URL in it is shown without its query (a reason may quote the signed URL it could not read).
+        """
         if self.metadata is not None and self.metadata.error_message:
-            return self.metadata.error_message
-        return self.error
+            return redact_urls(self.metadata.error_message)
+        return None if self.error is None else redact_urls(self.error)
 
     @property
     def is_finished(self) -> bool:
@@ -237,37 +452,240 @@ class Analysis(_OpenModel):
         return None
 
     def to_xcom(self) -> dict[str, Any]:
-        """Return a JSON-safe dict of every field, unknown ones included, under the API's own names."""
-        return self.model_dump(mode="json", exclude_unset=False)
+        """
+        Return a JSON-safe dict of every field, unknown ones included, under the API's own names.
+
+        No URL in it keeps its query string, fragment or user info (see :class:`ApiUrl`).
+        """
+        # Free text and unknown fields may quote a signed URL too.
+        return _redacted_dump(self)
 
     def summary(self) -> dict[str, Any]:
-        """A compact, JSON-safe summary for XCom: id, status, agent, contact and error message."""
-        return {
-            "id": self.id,
-            "status": self.status.value,
-            "agent_id": self.call.agent_id if self.call else None,
-            "contact_id": self.call.contact_id if self.call else None,
-            "error_message": self.error_message,
-        }
+        """The compact, JSON-safe :class:`AnalysisSummary` of this analysis, for XCom."""
+        return AnalysisSummary.of(self).to_xcom()
 
 
-class AnalysisList(_OpenModel):
-    """One page of ``GET /analysis/`` (page 002): ``data``, ``has_more`` and ``total``."""
+class AnalysisSummary(BaseModel):
+    """
+    The compact form of an analysis that waits and batches report, one per id: id, status, agent,
+    contact and the failure reason. The one definition of that shape (XCom, trigger events, reports).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    status: str
+    agent_id: str | None = None
+    contact_id: str | None = None
+    error_message: str | None = None
+
+    @classmethod
+    def of(cls, analysis: Analysis) -> AnalysisSummary:
+        """The summary of an analysis the API returned."""
+        return cls(
+            id=analysis.id,
+            status=analysis.status.value,
+            agent_id=analysis.call.agent_id if analysis.call else None,
+            contact_id=analysis.call.contact_id if analysis.call else None,
+            error_message=analysis.error_message,
+        )
+
+    @classmethod
+    def unfinished(cls, analysis_id: str) -> AnalysisSummary:
+        """The summary of an id nothing is known about yet: still ``processing``."""
+        return cls(id=analysis_id, status=AnalysisStatus.PROCESSING.value)
+
+    @classmethod
+    def finished(
+        cls, analysis_id: str, *, failure: str | None = None, failed: bool = False
+    ) -> AnalysisSummary:
+        """The summary of an id known only to have finished: ``failed`` (with a reason) or ``completed``."""
+        is_failed = failed or failure is not None
+        status = AnalysisStatus.FAILED if is_failed else AnalysisStatus.COMPLETED
+        return cls(
+            id=analysis_id,
+            status=status.value,
+            error_message=None if failure is None else redact_urls(failure),
+        )
+
+    def to_xcom(self) -> dict[str, Any]:
+        """The JSON-safe dict: ``{"id", "status", "agent_id", "contact_id", "error_message"}``."""
+        return self.model_dump(mode="json")
+
+
+#: How many characters of an unreadable item's id a warning shows.
+_ID_IN_WARNING_CHARS = 100
+
+
+class _PageShape(_OpenModel):
+    """The fields of a listing page, read all or nothing: the fast path of :class:`AnalysisList`."""
 
     object: str = "list"
     data: list[Analysis] = Field(default_factory=list)
     has_more: bool = False
     total: int | None = None
 
+
+class AnalysisList(_PageShape):
+    """
+    One page of ``GET /analysis/`` (page 002): ``data``, ``has_more`` and ``total``.
+
+    An item of ``data`` that cannot be read as an :class:`Analysis` even leniently (no id, say, or a
+    ``created`` that is not a number) is left out with a warning naming its id and what is wrong with it
+    (never its values). :attr:`item_count` still counts it, so that paging by offset steps over it, and
+    :attr:`skipped_ids` names it.
+    """
+
+    _item_count: int | None = PrivateAttr(default=None)
+    _skipped_ids: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _skip_unreadable_items(
+        cls, value: Any, handler: ModelWrapValidatorHandler[AnalysisList]
+    ) -> AnalysisList:
+        items = value.get("data") if isinstance(value, dict) else None
+        if not isinstance(items, list):
+            return handler(value)
+        readable: list[Analysis] = []
+        skipped: list[str] = []
+        for index, item in enumerate(items):
+            try:
+                readable.append(Analysis.model_validate(item))
+            except ValidationError as err:
+                label = _item_label(item, index)
+                skipped.append(label)
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e.get('loc', ())) or '(item)'}: {e.get('msg', 'invalid')}"
+                    for e in err.errors(include_input=False, include_url=False)[:3]
+                )
+                log.warning(
+                    "Skipped analysis %s of a CallCov listing page: it does not match the API contract (%s)",
+                    label,
+                    problems,
+                )
+        page = handler({**value, "data": readable})
+        page._item_count = len(items)
+        page._skipped_ids = tuple(skipped)
+        return page
+
+    @classmethod
+    def model_validate_json(  # type: ignore[override]
+        cls, json_data: str | bytes | bytearray, **kwargs: Any
+    ) -> AnalysisList:
+        """
+        Parse a page from JSON: in one pass when every item fits (the usual case, and several times
+        faster), otherwise item by item, leaving out the unreadable ones.
+        """
+        try:
+            shape = _PageShape.model_validate_json(json_data, **kwargs)
+        except ValidationError:
+            page: AnalysisList = super().model_validate_json(json_data, **kwargs)
+            return page
+        return cls.model_construct(
+            _fields_set=shape.model_fields_set,
+            object=shape.object,
+            data=shape.data,
+            has_more=shape.has_more,
+            total=shape.total,
+            **(shape.model_extra or {}),
+        )
+
+    @property
+    def item_count(self) -> int:
+        """How many items the page carried, readable or not: what an offset steps over."""
+        return len(self.data) if self._item_count is None else self._item_count
+
+    @property
+    def skipped_ids(self) -> tuple[str, ...]:
+        """The ids (or positions, for items without a readable id) of the items left out."""
+        return self._skipped_ids
+
     def to_xcom(self) -> dict[str, Any]:
-        """Return a JSON-safe dict of the page."""
-        return self.model_dump(mode="json")
+        """Return a JSON-safe dict of the page (URLs redacted as in :meth:`Analysis.to_xcom`)."""
+        return _redacted_dump(self)
+
+
+def _item_label(item: Any, index: int) -> str:
+    """How a warning names an unreadable listing item: its id, or its position when it has none."""
+    if isinstance(item, dict):
+        for key in ("id", "analysis_id"):
+            raw = item.get(key)
+            if isinstance(raw, (str, int)) and str(raw).strip():
+                return repr(str(raw)[:_ID_IN_WARNING_CHARS])
+    return f"at position {index} (no readable id)"
+
+
+class ListFilters(BaseModel):
+    """
+    The filters of ``GET /analysis/`` (page 002), checked: the one definition the list operator, the
+    hook's list methods and the local checks share.
+
+    :param status_filter: ``processing``, ``completed`` or ``failed``.
+    :param agent_id: Only this agent's analyses.
+    :param contact_id: Only this contact's analyses.
+    :param search: Case-insensitive search in agent and contact ids.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    status_filter: str | None = None
+    agent_id: str | None = None
+    contact_id: str | None = None
+    search: str | None = None
+
+    @classmethod
+    def checked(
+        cls,
+        *,
+        status_filter: Any = None,
+        agent_id: Any = None,
+        contact_id: Any = None,
+        search: Any = None,
+    ) -> ListFilters:
+        """
+        Check each filter (absent, ``None`` and empty text mean "no filter").
+
+        :raises InvalidRequestError: naming the filter, for an unknown status or a filter that is not text.
+        """
+        return cls(
+            status_filter=cls.check_status(status_filter),
+            agent_id=cls.check_text(agent_id, "agent_id"),
+            contact_id=cls.check_text(contact_id, "contact_id"),
+            search=cls.check_text(search, "search"),
+        )
+
+    @staticmethod
+    def check_status(value: Any) -> str | None:
+        """Check ``status_filter`` is one of the documented statuses (or absent)."""
+        if value is None or value == "":
+            return None
+        allowed = [s.value for s in AnalysisStatus]
+        text = value.value if isinstance(value, AnalysisStatus) else str(value)
+        if text not in allowed:
+            raise InvalidRequestError(
+                f"status_filter must be one of {', '.join(allowed)}, got {value!r}", field="status_filter"
+            )
+        return text
+
+    @staticmethod
+    def check_text(value: Any, field: str) -> str | None:
+        """Check an optional text filter (``agent_id``, ``contact_id``, ``search``)."""
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise InvalidRequestError(f"{field} must be a string", field=field)
+        return value
+
+    def params(self) -> dict[str, str]:
+        """The filters that are set, as query parameters (also the hook's keyword arguments)."""
+        return {name: value for name, value in self.model_dump().items() if value is not None}
 
 
 class LegacyStatusResponse(_OpenModel):
     """Page 000's ``GET /calls/analyze/{id}`` body: ``{"status", "analysis", "error"}``."""
 
-    status: AnalysisStatus
+    status: ApiStatus
     analysis: LegacySummary | None = None
     error: str | None = None
 

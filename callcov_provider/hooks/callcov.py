@@ -512,24 +512,68 @@ class CallCovHook(BaseHook):
 
     # -- connection test ---------------------------------------------------------------------------------
 
+    #: Seconds the connection test waits to connect, and then for an answer: the UI's Test button waits.
+    test_connection_timeout: float = 4.0
+
     def test_connection(self) -> tuple[bool, str]:
         """
         Check the connection with one cheap authenticated call (a one-item list, free of usage limits).
 
-        :return: ``(True, message)`` on success; ``(False, reason)`` telling a refused key apart from an
-            unreachable host. The key is never part of the message.
+        One attempt, no retries, at most :attr:`test_connection_timeout` seconds to connect and as long
+        again for the answer, whatever the connection's own timeouts. A host without a scheme is taken as
+        ``https://``.
+
+        :return: ``(True, message)`` on success; ``(False, reason)`` telling a connection that cannot be
+            used as configured apart from a refused key, a base URL whose path is wrong (404), an
+            unreachable host and other API errors. The key is never part of the message.
         """
+        import os
+        from dataclasses import replace
+
+        from callcov_provider.exceptions import ConnectionConfigError, NotFoundError
+
+        # Airflow's Test button tests the form under a random 8-character id it puts in the environment
+        # for the test: naming that id would only confuse. ``airflow connections test`` uses the real one.
+        conn_id = self.callcov_conn_id
+        temporary = (
+            len(conn_id) == 8 and conn_id.isalnum() and f"AIRFLOW_CONN_{conn_id.upper()}" in os.environ
+        )
+        name = "This connection" if temporary else f"Connection {conn_id!r}"
+        which = "this connection" if temporary else f"connection {conn_id!r}"
         try:
             settings = self.settings
-            response = self._send(
-                "GET", "/analysis/", params={"limit": 1}, policy=RetryPolicy(max_retries=0)
-            )
+        except ConnectionConfigError as err:
+            message = err.message.replace(f"connection {conn_id!r}", "the connection")
+            return False, f"{name} cannot be used as configured: {message}"
+        except CallCovError as err:
+            return False, f"{name} cannot be read: {err.message}"
+        except Exception as err:  # an unknown id, a secrets backend that failed: Airflow's own errors
+            return False, f"{name} cannot be read: {type(err).__name__}: {err}"
+        limit = self.test_connection_timeout
+        probe = replace(
+            settings,
+            connect_timeout=min(settings.connect_timeout, limit),
+            read_timeout=min(settings.read_timeout, limit),
+        )
+        self._settings = probe
+        try:
+            response = self._send("GET", "/analysis/", params={"limit": 1}, policy=RetryPolicy(max_retries=0))
             self._parse(response, AnalysisList, "list")
         except AuthenticationError as err:
-            return False, f"Authentication failed: the API refused the key ({err.message})"
+            return False, (
+                f"Authentication failed ({which}): the CallCov API at {settings.base_url} refused the key "
+                f"({err.message})"
+            )
+        except NotFoundError:
+            return False, (
+                f"The API base URL's path looks wrong ({which}): {settings.base_url}/analysis/ answered "
+                "404 Not Found; the API's path is /api/v1, as in https://api.callcov.com/api/v1"
+            )
         except APIConnectionError as err:
-            return False, f"Cannot reach the CallCov API: {err.message}"
+            return False, f"Cannot reach the CallCov API at {settings.base_url} ({which}): {err.message}"
         except CallCovError as err:
-            return False, f"CallCov API error: {err}"
-        return True, f"Connected to the CallCov API at {settings.base_url}"
+            return False, f"The CallCov API at {settings.base_url} answered with an error ({which}): {err}"
+        finally:
+            self._settings = settings
+        return True, f"Connected to the CallCov API at {settings.base_url} ({which})"
 

@@ -8,16 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from callcov_provider.constants import (
-    DEFAULT_BASE_URL,
-    DEFAULT_DASHBOARD_URL,
-    LEGACY_SUBMIT_PATH,
-    SUBMIT_PATH,
-)
+from callcov_provider.connection_form import AUTH_TYPES as AUTH_TYPES
+from callcov_provider.connection_form import ConnectionExtras
+from callcov_provider.constants import DEFAULT_BASE_URL
 from callcov_provider.exceptions import ConnectionConfigError, safe_url
 from callcov_provider.hooks.retry import RetryPolicy
 
-AUTH_TYPES = ("api_key", "bearer")
+#: Every default of the connection's extras, from their one definition.
+_DEFAULTS = ConnectionExtras()
 
 
 @dataclass(frozen=True)
@@ -30,11 +28,11 @@ class ClientSettings:
 
     base_url: str
     api_key: str = field(repr=False)
-    auth_type: str = "api_key"
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    submit_path: str = SUBMIT_PATH
-    dashboard_url: str = DEFAULT_DASHBOARD_URL
+    auth_type: str = _DEFAULTS.auth_type
+    connect_timeout: float = _DEFAULTS.connect_timeout
+    read_timeout: float = _DEFAULTS.read_timeout
+    submit_path: str = _DEFAULTS.submit_path
+    dashboard_url: str = _DEFAULTS.dashboard_url
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
 
     def auth_headers(self) -> dict[str, str]:
@@ -93,37 +91,13 @@ def normalise_base_url(host: str | None, port: int | None = None) -> str:
         )
     netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
     effective_port = parsed_port or port
+    if effective_port == {"https": 443, "http": 80}[parts.scheme]:
+        # The scheme's own port (entered to get past Airflow 3.3.2's Test button) adds nothing.
+        effective_port = None
     if effective_port:
         netloc = f"{netloc}:{effective_port}"
     path = parts.path.rstrip("/") or "/api/v1"
     return f"{parts.scheme}://{netloc}{path}"
-
-
-def _number(extras: Mapping[str, Any], name: str, default: float, *, minimum: float = 0.0) -> float:
-    value = extras.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConnectionConfigError(f"connection extra {name!r} must be a number", field=name) from None
-    if number < minimum:
-        raise ConnectionConfigError(f"connection extra {name!r} must be at least {minimum}", field=name)
-    return number
-
-
-def _boolean(extras: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = extras.get(name)
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off"):
-        return False
-    raise ConnectionConfigError(f"connection extra {name!r} must be true or false", field=name)
 
 
 def parse_extras(extra: str | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -161,32 +135,19 @@ def settings_from_connection(
         raise ConnectionConfigError(
             f"connection {conn_id!r} has no API key: set it as the connection's password", field="password"
         )
-    auth_type = str(extras.get("auth_type") or "api_key").strip().lower()
-    if auth_type not in AUTH_TYPES:
-        raise ConnectionConfigError(
-            f"connection extra 'auth_type' must be one of {', '.join(AUTH_TYPES)}, got {auth_type!r}",
-            field="auth_type",
-        )
-    submit_path = str(extras.get("submit_path") or SUBMIT_PATH)
-    if submit_path not in (SUBMIT_PATH, LEGACY_SUBMIT_PATH):
-        raise ConnectionConfigError(
-            f"connection extra 'submit_path' must be {SUBMIT_PATH!r} or {LEGACY_SUBMIT_PATH!r}",
-            field="submit_path",
-        )
-    max_retries = int(_number(extras, "max_retries", 5))
+    checked = ConnectionExtras.from_extras(extras)
     policy = RetryPolicy(
-        max_retries=max_retries,
-        deadline=_number(extras, "retry_deadline", 300.0),
-        retry_ambiguous_posts=_boolean(extras, "retry_ambiguous_posts", True),
+        max_retries=checked.max_retries,
+        deadline=checked.retry_deadline,
+        retry_ambiguous_posts=checked.retry_ambiguous_posts,
     )
-    dashboard_url = str(extras.get("dashboard_url") or DEFAULT_DASHBOARD_URL).rstrip("/")
     return ClientSettings(
         base_url=normalise_base_url(host, port),
         api_key=api_key,
-        auth_type=auth_type,
-        connect_timeout=_number(extras, "connect_timeout", 10.0, minimum=0.001),
-        read_timeout=_number(extras, "read_timeout", 60.0, minimum=0.001),
-        submit_path=submit_path,
-        dashboard_url=dashboard_url,
+        auth_type=checked.auth_type,
+        connect_timeout=checked.connect_timeout,
+        read_timeout=checked.read_timeout,
+        submit_path=checked.submit_path,
+        dashboard_url=checked.dashboard_url,
         retry_policy=policy,
     )

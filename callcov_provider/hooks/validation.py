@@ -24,9 +24,9 @@ from callcov_provider.models import (
     LIST_LIMIT_MAX,
     LIST_LIMIT_MIN,
     MIB,
-    AnalysisStatus,
     AudioFormat,
     CallDirection,
+    ListFilters,
     parse_iso8601,
 )
 
@@ -176,15 +176,7 @@ def check_idempotency_key(value: Any) -> str | None:
 
 def check_status_filter(value: Any) -> str | None:
     """Check ``status_filter`` is one of the documented statuses (or absent)."""
-    if value is None or value == "":
-        return None
-    allowed = [s.value for s in AnalysisStatus]
-    text = value.value if isinstance(value, AnalysisStatus) else str(value)
-    if text not in allowed:
-        raise InvalidRequestError(
-            f"status_filter must be one of {', '.join(allowed)}, got {value!r}", field="status_filter"
-        )
-    return text
+    return ListFilters.check_status(value)
 
 
 def check_int_range(value: Any, field: str, minimum: int, maximum: int | None = None) -> int:
@@ -202,11 +194,7 @@ def check_int_range(value: Any, field: str, minimum: int, maximum: int | None = 
 
 def check_optional_filter(value: Any, field: str) -> str | None:
     """Check an optional string filter (``agent_id``, ``contact_id``, ``search``)."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise InvalidRequestError(f"{field} must be a string", field=field)
-    return value
+    return ListFilters.check_text(value, field)
 
 
 def list_params(
@@ -219,12 +207,11 @@ def list_params(
     offset: Any = 0,
 ) -> dict[str, Any]:
     """Check the list endpoint's query parameters and return them without the absent ones."""
-    params: dict[str, Any] = {
-        "status_filter": check_status_filter(status_filter),
-        "agent_id": check_optional_filter(agent_id, "agent_id"),
-        "contact_id": check_optional_filter(contact_id, "contact_id"),
-        "search": check_optional_filter(search, "search"),
+    filters = ListFilters.checked(
+        status_filter=status_filter, agent_id=agent_id, contact_id=contact_id, search=search
+    )
+    return {
+        **filters.params(),
         "limit": check_int_range(limit, "limit", LIST_LIMIT_MIN, LIST_LIMIT_MAX),
         "offset": check_int_range(offset, "offset", 0),
     }
-    return {key: value for key, value in params.items() if value is not None}

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from callcov_provider.exceptions import InvalidRequestError
+from callcov_provider.flags import parse_argument_flag
 from callcov_provider.hooks import validation
-from callcov_provider.models import LIST_LIMIT_MAX, Analysis, parse_iso8601
+from callcov_provider.hooks.callcov import CallCovHook
+from callcov_provider.models import LIST_LIMIT_MAX, LIST_LIMIT_MIN, Analysis, ListFilters, parse_iso8601
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
-
-    from callcov_provider.hooks.callcov import CallCovHook
 
 #: Above this many bytes of JSON, the operator suggests ``fields`` or ``output_uri``.
 LARGE_XCOM_BYTES = 1_000_000
@@ -118,7 +118,7 @@ class ListAnalysesOperator(BaseOperator):
         created_before: datetime | str | None = None,
         fields: Sequence[str] | None = None,
         output_uri: str | None = None,
-        callcov_conn_id: str = "callcov_default",
+        callcov_conn_id: str = CallCovHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -139,20 +139,18 @@ class ListAnalysesOperator(BaseOperator):
     @cached_property
     def hook(self) -> CallCovHook:
         """The CallCov hook, built on first use (never at DAG parse time)."""
-        from callcov_provider.hooks.callcov import CallCovHook
-
         return CallCovHook(self.callcov_conn_id)
 
     def _checked(self) -> dict[str, Any]:
         """Every argument, checked and normalised, before any request."""
-        filters = validation.list_params(
+        filters = ListFilters.checked(
             status_filter=self.status_filter,
             agent_id=self.agent_id,
             contact_id=self.contact_id,
             search=self.search,
-            limit=self.limit,
-            offset=self.offset,
         )
+        limit = validation.check_int_range(self.limit, "limit", LIST_LIMIT_MIN, LIST_LIMIT_MAX)
+        offset = validation.check_int_range(self.offset, "offset", 0)
         after = to_datetime(self.created_after, "created_after")
         before = to_datetime(self.created_before, "created_before")
         if after and before and after > before:
@@ -179,28 +177,39 @@ class ListAnalysesOperator(BaseOperator):
             )
         if self.output_uri is not None and not str(self.output_uri).strip():
             raise InvalidRequestError("output_uri must not be empty", field="output_uri")
-        fetch_all = self.fetch_all
-        if isinstance(fetch_all, str):
-            fetch_all = fetch_all.strip().lower() in ("true", "1", "yes")
         return {
             "filters": filters,
+            "limit": limit,
+            "offset": offset,
             "after": after.timestamp() if after else None,
             "before": before.timestamp() if before else None,
             "max_results": max_results,
             "fields": list(fields) if fields is not None else None,
-            "fetch_all": bool(fetch_all),
+            "fetch_all": parse_argument_flag(self.fetch_all, "fetch_all", default=False),
         }
 
     def _pages(self, checked: dict[str, Any]) -> Iterator[Analysis]:
-        filters = dict(checked["filters"])
+        f: ListFilters = checked["filters"]
         if not checked["fetch_all"]:
-            yield from self.hook.list_analyses(**filters).data
+            page = self.hook.list_analyses(
+                status_filter=f.status_filter,
+                agent_id=f.agent_id,
+                contact_id=f.contact_id,
+                search=f.search,
+                limit=checked["limit"],
+                offset=checked["offset"],
+            )
+            yield from page.data
             return
-        offset = filters.pop("offset")
-        filters.pop("limit")
         # Pages of the API's largest size cost the fewest requests; offset skips from the first page on.
-        analyses = self.hook.iter_analyses(**filters, page_size=LIST_LIMIT_MAX)
-        yield from itertools.islice(analyses, offset, None)
+        analyses = self.hook.iter_analyses(
+            status_filter=f.status_filter,
+            agent_id=f.agent_id,
+            contact_id=f.contact_id,
+            search=f.search,
+            page_size=LIST_LIMIT_MAX,
+        )
+        yield from itertools.islice(analyses, checked["offset"], None)
 
     def _select(self, checked: dict[str, Any]) -> Iterator[dict[str, Any]]:
         after, before, cap, fields = (

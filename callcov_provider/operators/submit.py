@@ -17,6 +17,7 @@ from callcov_provider.exceptions import (
     InvalidRequestError,
     url_secrets,
 )
+from callcov_provider.flags import parse_argument_flag
 from callcov_provider.links import ANALYSIS_URL_XCOM_KEY, CallCovAnalysisLink, dashboard_url
 from callcov_provider.models import Analysis, AnalysisStatus
 from callcov_provider.operators.submission import CALL_FIELDS, call_key, submit_call
@@ -32,15 +33,12 @@ ANALYSIS_XCOM_KEY = "analysis"
 
 
 def as_bool(value: Any, field: str) -> bool:
-    """A flag that may arrive as rendered template text (``"True"``, ``"false"``, ``"1"``)."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off", "", "none"):
-        return False
-    raise InvalidRequestError(f"{field} must be true or false, got {value!r}", field=field)
+    """
+    A flag that may arrive as rendered template text (``"True"``, ``"off"``, ``"1"``); empty is false.
+
+    The provider's one flag reading: :func:`callcov_provider.flags.parse_argument_flag`.
+    """
+    return parse_argument_flag(value, field, default=False)
 
 
 def as_seconds(value: Any, field: str) -> float:

@@ -147,3 +147,83 @@ def test_parse_extras() -> None:
     assert info.value.field == "extra"
     with pytest.raises(ConnectionConfigError, match="JSON object"):
         parse_extras("[1, 2]")
+
+
+# -- one definition of each extra, one flag parser -----------------------------------------------------
+
+
+def test_extras_defaults_come_from_one_model() -> None:
+    from callcov_provider.connection_form import CONN_FIELDS, UI_FIELD_BEHAVIOUR, ConnectionExtras
+
+    defaults = ConnectionExtras()
+    settings = _settings()
+    assert (settings.auth_type, settings.connect_timeout, settings.read_timeout) == (
+        defaults.auth_type,
+        defaults.connect_timeout,
+        defaults.read_timeout,
+    )
+    assert settings.retry_policy.max_retries == defaults.max_retries == RetryPolicy().max_retries
+    assert settings.retry_policy.deadline == defaults.retry_deadline == RetryPolicy().deadline
+    assert set(CONN_FIELDS) == set(ConnectionExtras.model_fields)
+    assert UI_FIELD_BEHAVIOUR["placeholders"]["read_timeout"] == str(defaults.read_timeout)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        *[(word, True) for word in ("true", "TRUE", " yes ", "1", "on", "On", 1, True)],
+        *[(word, False) for word in ("false", "False", "no", "0", "off", "OFF", 0, False)],
+    ],
+)
+def test_one_flag_parser(value: Any, expected: bool) -> None:
+    from callcov_provider.flags import parse_argument_flag, parse_flag
+
+    assert parse_flag(value, "f") is expected
+    assert parse_argument_flag(value, "f") is expected
+    assert _settings(retry_ambiguous_posts=value).retry_policy.retry_ambiguous_posts is expected
+
+
+@pytest.mark.parametrize("value", ["maybe", "None", "2", 2, 1.5, [], "enabled"])
+def test_flag_parser_refuses_anything_else_naming_the_field(value: Any) -> None:
+    from callcov_provider.exceptions import InvalidRequestError
+    from callcov_provider.flags import parse_argument_flag, parse_flag
+
+    with pytest.raises(ConnectionConfigError) as info:
+        parse_flag(value, "retry_ambiguous_posts")
+    assert info.value.field == "retry_ambiguous_posts"
+    with pytest.raises(InvalidRequestError) as arg_info:
+        parse_argument_flag(value, "fetch_all")
+    assert arg_info.value.field == "fetch_all"
+    assert "fetch_all" in arg_info.value.message
+
+
+def test_flag_not_given_is_the_default_or_refused() -> None:
+    from callcov_provider.flags import parse_flag
+
+    assert parse_flag(None, "f", default=True) is True
+    assert parse_flag("  ", "f", default=False) is False
+    with pytest.raises(ConnectionConfigError):
+        parse_flag(None, "f")
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("https://api.callcov.com/api/v1", 443, "https://api.callcov.com/api/v1"),
+        ("http://localhost/api/v1", 80, "http://localhost/api/v1"),
+        ("https://api.callcov.com", 8443, "https://api.callcov.com:8443/api/v1"),
+    ],
+)
+def test_the_schemes_own_port_adds_nothing(host: str, port: int, expected: str) -> None:
+    # Entering 443 is the way past Airflow 3.3.2's Test button for a connection without a port.
+    assert normalise_base_url(host, port) == expected
+
+
+def test_docs_list_every_extra_with_the_models_default() -> None:
+    from pathlib import Path
+
+    from callcov_provider.connection_form import EXTRA_DEFAULTS
+
+    text = (Path(__file__).parents[2] / "docs" / "connection.md").read_text()
+    for name, default in EXTRA_DEFAULTS.items():
+        assert f"| `{name}` | `{default}` |" in text, name

@@ -55,8 +55,9 @@ def test_class_attributes() -> None:
     assert CallCovHook.conn_name_attr == "callcov_conn_id"
     assert CallCovHook.hook_name == "CallCov"
     behaviour = CallCovHook.get_ui_field_behaviour()
-    assert behaviour["hidden_fields"] == ["schema", "port", "login"]
-    assert behaviour["relabeling"] == {"host": "API base URL", "password": "API key or token"}
+    assert behaviour["hidden_fields"] == ["schema", "login"]
+    assert behaviour["relabeling"]["host"] == "API base URL"
+    assert behaviour["relabeling"]["password"] == "API key or token"
 
 
 def test_construction_reads_no_connection_and_sends_nothing(
@@ -598,7 +599,7 @@ def test_connection_success(hook: CallCovHook, requests_mock: rm.Mocker) -> None
     requests_mock.get(f"{API}/analysis/", json=page(["a1"], has_more=True, total=9))
     ok, message = hook.test_connection()
     assert ok is True
-    assert message == f"Connected to the CallCov API at {API}"
+    assert message == f"Connected to the CallCov API at {API} (connection 'callcov_default')"
     assert query(requests_mock.last_request) == {"limit": ["1"]}
     assert requests_mock.last_request.headers["X-API-Key"] == KEY
 
@@ -631,7 +632,10 @@ def test_connection_with_a_server_error(hook: CallCovHook, requests_mock: rm.Moc
     )
     ok, message = hook.test_connection()
     assert ok is False
-    assert message.startswith("CallCov API error: HTTP 500 [server_error]")
+    assert message.startswith(
+        f"The CallCov API at {API} answered with an error (connection 'callcov_default'): "
+        "HTTP 500 [server_error]"
+    )
     assert len(requests_mock.request_history) == 1
 
 
@@ -659,7 +663,9 @@ def test_connection_refused_for_real_on_loopback(
     hook = make_hook()
     ok, message = hook.test_connection()
     assert ok is False
-    assert message.startswith("Cannot reach the CallCov API: connect error on GET http://127.0.0.1:")
+    assert message.startswith("Cannot reach the CallCov API at http://127.0.0.1:")
+    assert "(connection 'callcov_default')" in message
+    assert "connect error on GET http://127.0.0.1:" in message
     assert KEY not in message
 
 

@@ -241,3 +241,47 @@ def test_outlets_are_accepted() -> None:
 
     asset = Asset("callcov://reports/daily")
     assert op(outlets=[asset]).outlets == [asset]
+
+
+# -- one flag parser, one default connection id, redacted URLs, lenient pages ----------------------------
+
+
+@pytest.mark.parametrize(("text", "expected"), [("on", True), ("YES", True), ("off", False), ("0", False)])
+def test_fetch_all_reads_every_flag_word(account: FakeAccount, text: str, expected: bool) -> None:
+    fill(account, 150)
+    assert len(op(fetch_all=text).execute({})) == (150 if expected else 100)
+
+
+def test_fetch_all_refuses_other_text_naming_it(account: FakeAccount) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        op(fetch_all="maybe").execute({})
+    assert info.value.field == "fetch_all"
+    assert account.lists == []
+
+
+def test_default_connection_id_is_the_hooks() -> None:
+    from callcov_provider.hooks.callcov import CallCovHook
+
+    assert op().callcov_conn_id == CallCovHook.default_conn_name
+
+
+def test_xcom_never_carries_a_signed_audio_url(account: FakeAccount) -> None:
+    fill(account, 3)
+    token = "X-Amz-Signature=LISTSIG0123456789"
+    for row in account.rows.values():
+        row["audio"] = {"url": f"https://bucket.s3.test/{row['id']}.wav?{token}"}
+        row["metadata"] = {"error_message": f"see https://bucket.s3.test/x.wav?{token}"}
+    records = op(fetch_all=True).execute({})
+    assert len(records) == 3
+    text = json.dumps(records)
+    assert "LISTSIG0123456789" not in text
+    assert records[0]["audio"]["url"].endswith(".wav?<redacted>")
+
+
+def test_an_unreadable_analysis_does_not_fail_the_listing(account: FakeAccount) -> None:
+    fill(account, 5)
+    account.rows["anl_00002"]["call"] = "agent and contact unknown"
+    account.rows["anl_00003"]["status"] = "queued"
+    records = op().execute({})
+    assert [r["id"] for r in records] == ["anl_00004", "anl_00003", "anl_00001", "anl_00000"]
+    assert records[1]["status"] == "queued"

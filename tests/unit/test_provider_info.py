@@ -6,9 +6,10 @@ import warnings
 
 import pytest
 
-from callcov_provider.connection_form import CONN_FIELDS, UI_FIELD_BEHAVIOUR, schema_type
+from callcov_provider.connection_form import CONN_FIELDS, UI_FIELD_BEHAVIOUR, ConnectionExtras, schema_type
 from callcov_provider.get_provider_info import get_provider_info
 from callcov_provider.hooks.callcov import CallCovHook
+from callcov_provider.hooks.retry import RetryPolicy
 from callcov_provider.version import __version__
 from callcov_provider.version_compat import AIRFLOW_V_3_2_PLUS
 
@@ -56,25 +57,34 @@ def test_connection_form_widgets_carry_every_callcov_field(manager) -> None:  # 
         # Declarative: read from the provider info's conn-fields, without importing the hook.
         assert auth.hook_class_name == HOOK_CLASS
         assert auth.field["schema"]["enum"] == ["api_key", "bearer"]
-        assert auth.field["value"] == "api_key"
+        # No pre-filled value: it would be saved into every connection. The default is a placeholder.
+        assert auth.field["value"] is None
         assert retry_posts.field["schema"]["type"] == ["boolean", "null"]
     else:
         # Airflow 2.11, 3.0 and 3.1 call the hook's get_connection_form_widgets(): wtforms fields, filed
         # under the hook's bare class name.
         assert auth.hook_class_name == "CallCovHook"
         assert auth.field.field_class.__name__ == "StringField"
-        assert auth.field.kwargs["default"] == "api_key"
-        assert retry_posts.field.field_class.__name__ == "BooleanField"
+        assert "default" not in auth.field.kwargs
+        # Text, not a checkbox: an unticked checkbox would save "false" into every connection.
+        assert retry_posts.field.field_class.__name__ == "StringField"
 
 
 def test_field_behaviours(manager) -> None:  # type: ignore[no-untyped-def]
     # From ui-field-behaviour on Airflow 3.2+, from the hook's get_ui_field_behaviour() before: the same.
     behaviour = manager.field_behaviours["callcov"]
-    assert behaviour["hidden_fields"] == ["schema", "port", "login"]
-    assert behaviour["relabeling"] == {"host": "API base URL", "password": "API key or token"}
+    assert behaviour["hidden_fields"] == ["schema", "login"]
+    assert behaviour["relabeling"]["host"] == "API base URL"
+    assert behaviour["relabeling"]["password"] == "API key or token"
     assert behaviour["placeholders"]["host"] == "https://api.callcov.com/api/v1"
+    # Every extra's default, from the one model, shown as a placeholder.
+    defaults = ConnectionExtras()
+    for name in CONN_FIELDS:
+        shown = behaviour["placeholders"][f"extra__callcov__{name}"]
+        assert shown == str(getattr(defaults, name)).lower() or shown == str(getattr(defaults, name)), name
     assert behaviour["placeholders"]["extra__callcov__auth_type"] == "api_key"
     assert behaviour["placeholders"]["extra__callcov__submit_path"] == "/analysis/"
+    assert behaviour["placeholders"]["extra__callcov__max_retries"] == str(RetryPolicy().max_retries)
 
 
 def test_provider_info_is_plain_data() -> None:
@@ -103,19 +113,20 @@ def test_hook_form_widgets_and_declarative_conn_fields_agree() -> None:
     ``get_connection_form_widgets()`` (the form on Airflow 2.11, 3.0 and 3.1) and ``conn-fields`` (3.2+)
     describe the same form: names and order, labels, wtforms types, descriptions, defaults and choices.
     """
-    from wtforms import BooleanField, Form, IntegerField, StringField
+    from wtforms import Form, IntegerField, StringField
     from wtforms.validators import AnyOf, Optional
 
     widgets = CallCovHook.get_connection_form_widgets()
     assert list(widgets) == list(CONN_FIELDS)
-    classes = {"string": StringField, "number": StringField, "integer": IntegerField, "boolean": BooleanField}
+    classes = {"string": StringField, "number": StringField, "integer": IntegerField, "boolean": StringField}
     for name, spec in CONN_FIELDS.items():
         field, schema = widgets[name], spec["schema"]
         assert field.field_class is classes[schema_type(spec)], name
         assert str(field.args[0]) == spec["label"], name
         assert field.kwargs["description"] == spec.get("description", ""), name
-        default = field.kwargs.get("default")
-        assert default == (str(schema["default"]) if field.field_class is StringField else schema["default"])
+        # Defaults are placeholders in both forms, never values saved into the connection.
+        assert "default" not in field.kwargs, name
+        assert "default" not in schema, name
         validators = field.kwargs["validators"]
         assert isinstance(validators[0], Optional), name
         choices = [list(v.values) for v in validators if isinstance(v, AnyOf)]
