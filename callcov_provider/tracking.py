@@ -325,9 +325,9 @@ class BatchTracker:
                 if analysis.id in self.pending:
                     running.add(analysis.id)
                     self.observe(analysis)
-            if not page.has_more or not page.data:
+            if not page.has_more or not page.item_count:
                 break
-            offset += len(page.data)
+            offset += page.item_count
         self.processing_pages = spent
         departed = [aid for aid in pending if aid not in running and aid in self.pending]
         if not departed:
@@ -367,9 +367,9 @@ class BatchTracker:
                     for analysis in page.data:
                         self.observe(analysis)
                     created = [t for t in (a.created_timestamp for a in page.data) if t is not None]
-                    if not page.has_more or not page.data or (created and min(created) < self._floor):
+                    if not page.has_more or not page.item_count or (created and min(created) < self._floor):
                         break
-                    offset += len(page.data)
+                    offset += page.item_count
         unaccounted = [aid for aid in departed if aid in self.pending]
         for aid in self._rotated(unaccounted)[: min(self.fallback_gets, cap - spent)]:
             answer = yield GetRequest(aid)

@@ -7,7 +7,7 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -486,29 +486,9 @@ class CallCovHook(BaseHook):
                 yield analysis
                 if cap is not None and len(seen) >= cap:
                     return
-            if not page.has_more or not page.data:
+            if not page.has_more or not page.item_count:
                 return
-            offset += len(page.data)
-
-    async def aiter_analyses(
-        self,
-        *,
-        status_filter: str | None = None,
-        page_size: int = LIST_LIMIT_MAX,
-    ) -> AsyncIterator[Analysis]:
-        """Async iteration over every analysis with ``status_filter``, newest first, one page at a time."""
-        size = validation.check_int_range(page_size, "page_size", 1, LIST_LIMIT_MAX)
-        seen: set[str] = set()
-        offset = 0
-        while True:
-            page = await self.alist_analyses(status_filter=status_filter, limit=size, offset=offset)
-            for analysis in page.data:
-                if analysis.id not in seen:
-                    seen.add(analysis.id)
-                    yield analysis
-            if not page.has_more or not page.data:
-                return
-            offset += len(page.data)
+            offset += page.item_count
 
     # -- connection test ---------------------------------------------------------------------------------
 

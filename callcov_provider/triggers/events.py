@@ -240,11 +240,11 @@ class AnalysisEventTrigger(BaseEventTrigger):  # type: ignore[misc]
                 oldest = min((_created(a) for a in page.data), default=None)
                 if (
                     not page.has_more
-                    or not page.data
+                    or not page.item_count
                     or (floor is not None and oldest is not None and oldest < floor)
                 ):
                     break
-                offset += len(page.data)
+                offset += page.item_count
             else:
                 complete = False
         if self.watermark.floor is None:

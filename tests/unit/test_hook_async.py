@@ -30,7 +30,6 @@ from tests.unit.conftest import (
     SleepRecorder,
     analysis,
     guard_connection_lookup,
-    page,
 )
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -132,27 +131,6 @@ async def test_alist_checks_its_parameters_before_sending(ahook: CallCovHook) ->
     with pytest.raises(InvalidRequestError):
         await ahook.aget_analysis("")
     assert server.requests == []
-
-
-async def test_aiter_analyses_pages_and_dedups(ahook: CallCovHook) -> None:
-    server = Server(
-        ok(page(["a", "b"], has_more=True)),
-        ok(page(["b", "c"], has_more=True)),
-        ok(page([], has_more=True)),
-    )
-    ahook.async_transport = server.transport()
-    ids = [a.id async for a in ahook.aiter_analyses(status_filter="failed", page_size=2)]
-    assert ids == ["a", "b", "c"]
-    assert [dict(r.url.params) for r in server.requests] == [
-        {"status_filter": "failed", "limit": "2", "offset": "0"},
-        {"status_filter": "failed", "limit": "2", "offset": "2"},
-        {"status_filter": "failed", "limit": "2", "offset": "4"},
-    ]
-    server = Server(ok(page(["x"], has_more=False)))
-    ahook._async_client = None
-    ahook.async_transport = server.transport()
-    assert [a.id async for a in ahook.aiter_analyses()] == ["x"]
-    assert dict(server.requests[0].url.params) == {"limit": "1000", "offset": "0"}
 
 
 async def test_async_retries_honour_the_server_and_log(

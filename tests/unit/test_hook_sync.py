@@ -680,3 +680,19 @@ def test_created_timestamp_from_the_legacy_submit(hook: CallCovHook, requests_mo
     requests_mock.post(f"{API}/analysis/", json=SUBMIT_000)
     result = hook.submit_analysis(agent_id="a", contact_id="c", audio_url="https://example.com/x.wav")
     assert result.created_timestamp == datetime(2024, 1, 15, 10, 30, 5, tzinfo=UTC).timestamp()
+
+
+def test_iter_steps_over_a_page_whose_items_were_all_unreadable(
+    hook: CallCovHook, requests_mock: rm.Mocker
+) -> None:
+    unreadable = {"object": "analysis", "status": "completed"}  # no id: skipped, with a warning
+    requests_mock.get(
+        f"{API}/analysis/",
+        [
+            {"json": {"object": "list", "data": [unreadable] * 2, "has_more": True}},
+            {"json": page(["a1", "a2"], has_more=False)},
+        ],
+    )
+    assert [a.id for a in hook.iter_analyses(page_size=2)] == ["a1", "a2"]
+    # The second page starts after the two items the first carried, readable or not.
+    assert _offsets(requests_mock) == [(2, 0), (2, 2)]
