@@ -51,7 +51,7 @@ from callcov_provider.exceptions import (
     UnexpectedResponseError,
 )
 from callcov_provider.hooks.retry import UNANNOUNCED_QUOTA_WAIT
-from callcov_provider.models import LIST_LIMIT_MAX, Analysis, AnalysisList, AnalysisStatus
+from callcov_provider.models import LIST_LIMIT_MAX, Analysis, AnalysisList, AnalysisStatus, AnalysisSummary
 
 if TYPE_CHECKING:
     from callcov_provider.hooks.callcov import CallCovHook
@@ -160,15 +160,7 @@ class BatchTracker:
             if known is not None:
                 out.append(known.summary())
             else:
-                out.append(
-                    {
-                        "id": aid,
-                        "status": AnalysisStatus.PROCESSING.value,
-                        "agent_id": None,
-                        "contact_id": None,
-                        "error_message": None,
-                    }
-                )
+                out.append(AnalysisSummary.unfinished(aid).to_xcom())
         return out
 
     def observe(self, analysis: Analysis) -> None:

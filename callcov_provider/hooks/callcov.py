@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
+from callcov_provider.constants import DEFAULT_CONN_ID
 from callcov_provider.exceptions import (
     APIConnectionError,
     AuthenticationError,
@@ -68,7 +69,7 @@ class CallCovHook(BaseHook):
     """
 
     conn_name_attr = "callcov_conn_id"
-    default_conn_name = "callcov_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = "callcov"
     hook_name = "CallCov"
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, BaseOperator
 
+from callcov_provider.constants import DEFAULT_CONN_ID
 from callcov_provider.exceptions import AuthenticationError, CallCovError, InvalidRequestError, safe_url
 from callcov_provider.operators.submission import CALL_FIELDS, call_key, submit_call
 
@@ -143,7 +144,7 @@ class SubmitAnalysisBatchOperator(BaseOperator):
         calls: Any,
         max_in_flight: int = 4,
         progress_interval: float = 10.0,
-        callcov_conn_id: str = "callcov_default",
+        callcov_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

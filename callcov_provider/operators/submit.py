@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, ResumableJobMixin, conf
 
+from callcov_provider.constants import DEFAULT_CONN_ID
 from callcov_provider.exceptions import (
     AnalysisFailedError,
     CallCovError,
@@ -141,7 +142,7 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 30.0,
         timeout: float = 3 * 60 * 60,
-        callcov_conn_id: str = "callcov_default",
+        callcov_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

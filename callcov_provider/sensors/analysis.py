@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, conf
 
+from callcov_provider.constants import DEFAULT_CONN_ID
 from callcov_provider.exceptions import AnalysisFailedError, CallCovError, InvalidRequestError
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class AnalysisCompletedSensor(BaseSensorOperator):
         self,
         *,
         analysis_id: str | Sequence[str],
-        callcov_conn_id: str = "callcov_default",
+        callcov_conn_id: str = DEFAULT_CONN_ID,
         fail_on_failed: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poke_interval: float = 30.0,

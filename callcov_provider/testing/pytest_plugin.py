@@ -27,12 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from callcov_provider.constants import DEFAULT_CONN_ID
+
 if TYPE_CHECKING:
     from callcov_provider.testing.server import EmulatorHandle
 
 #: Keys of the session emulator: ``acct_1`` and ``acct_2``.
 DEFAULT_TEST_KEYS = ("sk_test_callcov_1", "sk_test_callcov_2")
-CONN_ID = "callcov_default"
+CONN_ID = DEFAULT_CONN_ID
 #: The quota modes, for ``@pytest.mark.parametrize("callcov_quota_mode", QUOTA_MODES, indirect=True)``.
 QUOTA_MODES = ("friendly", "documented")
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote, urlencode
 
+from callcov_provider.constants import DEFAULT_CONN_ID
 from callcov_provider.testing.auth import account_label
 from callcov_provider.testing.client import EmulatorControl
 from callcov_provider.testing.config import EmulatorConfig, build_config
@@ -114,7 +115,7 @@ class EmulatorHandle:
         query = urlencode({"auth_type": auth_type, **{k: str(v) for k, v in extra.items()}})
         return f"callcov://{scheme}://:{password}@{quote(rest, safe='')}/?{query}"
 
-    def env(self, conn_id: str = "callcov_default", auth_type: str = "api_key") -> dict[str, str]:
+    def env(self, conn_id: str = DEFAULT_CONN_ID, auth_type: str = "api_key") -> dict[str, str]:
         """``{"AIRFLOW_CONN_<CONN_ID>": <connection JSON>}`` for a subprocess's environment."""
         return {f"AIRFLOW_CONN_{conn_id.upper()}": self.connection_json(auth_type)}
 

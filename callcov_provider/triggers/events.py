@@ -23,6 +23,7 @@ from typing import Any
 from airflow.providers.common.compat.triggers import BaseEventTrigger
 from airflow.triggers.base import TriggerEvent
 
+from callcov_provider.constants import DEFAULT_CONN_ID
 from callcov_provider.exceptions import CallCovError
 from callcov_provider.models import LIST_LIMIT_MAX, Analysis, AnalysisStatus
 from callcov_provider.triggers.analysis import TRANSIENT_ERRORS
@@ -158,7 +159,7 @@ class AnalysisEventTrigger(BaseEventTrigger):  # type: ignore[misc]
     def __init__(
         self,
         *,
-        callcov_conn_id: str = "callcov_default",
+        callcov_conn_id: str = DEFAULT_CONN_ID,
         status_filter: str | Sequence[str] = _FINISHED,
         agent_id: str | None = None,
         poll_interval: float = 60.0,
