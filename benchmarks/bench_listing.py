@@ -4,7 +4,8 @@ Row 4: requests to read 10,000 analyses, and one day's window holding 5% of them
 The emulator is seeded with analyses spread evenly over 20 days (so each day holds 5%).
 Ours: ``CallCovHook.iter_analyses()`` (pages of 1000) for the full read; ``ListAnalysesOperator`` with
 ``fetch_all=True`` and ``created_after``/``created_before`` for a day (it stops paging at the window's start).
-Baseline: page 002's ``get_all_analyses`` (limit 100, the whole history), filtered afterwards for the day.
+Baseline: the listing reference's ``get_all_analyses`` (limit 100, the whole history), filtered afterwards for
+the day.
 """
 
 from __future__ import annotations

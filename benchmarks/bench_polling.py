@@ -2,7 +2,7 @@
 Row 1: API requests to see N analyses to completion.
 
 Ours: one ``AnalysisCompletedTrigger`` over the N ids, its ``run()`` driven to its event.
-Baseline: page 001's ``wait_for_analysis`` for each id (one GET per id per poll), all N at once.
+Baseline: the current generation's ``wait_for_analysis`` for each id (one GET per id per poll), all N at once.
 Both poll at the same interval; analyses take a spread of processing times; requests are counted in the
 emulator's request log.
 """

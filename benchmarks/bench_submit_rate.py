@@ -3,8 +3,8 @@ Row 6: 200 submissions from 8 concurrent workers under an emulator limit of 1200
 
 Ours: ``CallCovHook.submit_analysis`` in 8 threads (one hook per thread), which retries 429 after
 ``Retry-After`` and replays lost answers with the same ``Idempotency-Key``.
-Baseline: page 000's batch ``ThreadPoolExecutor`` sample with its ``create_retry_session`` (``Retry`` on
-500/502/503/504 only, and never for a POST), 8 workers.
+Baseline: the older generation's batch ``ThreadPoolExecutor`` sample with its ``create_retry_session``
+(``Retry`` on 500/502/503/504 only, and never for a POST), 8 workers.
 
 Two scenarios: the plain limit (1200 requests and submissions a minute), and the same with a burst of 429s
 (``Retry-After: 1``) and 5% of submissions accepted with their answer lost (503), which is when retries

@@ -6,7 +6,7 @@ client, resets its peak RSS (``/proc/self/clear_refs``; a child inherits its par
 its idle RSS, uploads, and reports the peak (``VmHWM``) minus the idle RSS.
 
 Ours: ``CallCovHook.submit_analysis(audio_file=...)``, which streams the file from disk.
-Baseline: page 000's ``requests.post(files={"audio_file": open(...)})``.
+Baseline: the older generation's ``requests.post(files={"audio_file": open(...)})``.
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ def run(quick: bool, repeats: int) -> RowResult:
     ]
     details = [
         f"A {size:,}-byte WAV (16 kHz mono tone, under the 100 MiB WAV limit), uploaded to `/analysis/` "
-        "(ours) and `/calls/analyze` (page 000) on loopback; every upload was accepted by the emulator: "
+        "(ours) and `/calls/analyze` (the older generation) on loopback; every upload was accepted by the "
+        "emulator: "
         f"{'yes' if accepted else 'NO'}.",
         "",
         "| run | idle RSS MiB | peak RSS MiB | added MiB | seconds | MB/s |",

@@ -1,5 +1,5 @@
 """
-The documentation pages' own code samples (/work/shared/callcov-api), the baselines of the benchmarks.
+The documentation pages' own code samples (see ``docs/api-contract.md``), the baselines of the benchmarks.
 
 They are copied as written, with three changes only: the API URL and key are parameters (the samples
 hard-code ``https://api.callcov.com``), the poll interval of ``wait_for_analysis`` is a parameter (the pages
@@ -19,7 +19,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 
-# Page 000, "Basic File Upload".
+# The older generation, "Basic File Upload".
 def upload_file(api_url: str, api_key: str, path: str) -> dict[str, Any]:
     files = {"audio_file": open(path, "rb")}  # noqa: SIM115 - as on the page
     data = {
@@ -34,7 +34,7 @@ def upload_file(api_url: str, api_key: str, path: str) -> dict[str, Any]:
     return result
 
 
-# Page 001, "Polling for Results" (GET /analysis/{id}, one request per poll).
+# The current generation, "Polling for Results" (GET /analysis/{id}, one request per poll).
 def wait_for_analysis(
     analysis_id: str, api_key: str, api_url: str, max_wait: float = 300, poll: float = 10
 ) -> dict[str, Any] | None:
@@ -74,7 +74,7 @@ async def wait_for_analysis_async(
     return made
 
 
-# Page 000, "Error Handling".
+# The older generation, "Error Handling".
 def create_retry_session(retries: int = 3, backoff_factor: float = 0.3) -> requests.Session:
     session = requests.Session()
     retry = Retry(
@@ -90,7 +90,7 @@ def create_retry_session(retries: int = 3, backoff_factor: float = 0.3) -> reque
     return session
 
 
-# Page 000, "Batch Submissions", with the page's retry session as "Error Handling" tells.
+# The older generation, "Batch Submissions", with the page's retry session as "Error Handling" tells.
 def batch_submit(
     api_url: str, api_key: str, calls_to_submit: list[tuple[str, str, str]], max_workers: int = 5
 ) -> tuple[list[dict[str, Any]], list[str]]:
@@ -123,7 +123,7 @@ def batch_submit(
     return results, errors
 
 
-# Page 002, "Iterate Through All Pages".
+# The listing reference, "Iterate Through All Pages".
 def get_all_analyses(api_key: str, api_url: str, status_filter: str | None = None) -> list[dict[str, Any]]:
     url = f"{api_url}/analysis/"
     headers = {"X-API-Key": api_key}

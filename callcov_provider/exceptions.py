@@ -252,8 +252,8 @@ def parse_error_body(body: bytes, content_type: str | None = None) -> tuple[str,
     """
     Parse any documented error body into ``(message, code, field)``.
 
-    Handles ``{"error": {"code", "message"}}`` (page 000), ``{"detail": "..."}`` and
-    ``{"detail": [{"loc", "msg", "type"}]}`` (pages 001/002), and anything else (an HTML page from a
+    Handles ``{"error": {"code", "message"}}`` (the older generation), ``{"detail": "..."}`` and
+    ``{"detail": [{"loc", "msg", "type"}]}`` (the current generation), and anything else (an HTML page from a
     proxy, truncated JSON) as a short snippet of the text.
 
     :param body: The raw response body.

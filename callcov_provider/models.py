@@ -2,9 +2,9 @@
 The CallCov API contract in code: pydantic models of what the API returns, and its documented limits.
 
 Both the hook and the emulator import this module, so the contract is written once. The source is the
-API documentation: page 000 ("Submitting Call Analysis", the older ``/calls/analyze`` generation), page
-001 ("Making Your First Request") and page 002 ("List Analyses"). Where they disagree, the project's
-rules apply; each decision is noted where it is made.
+API documentation as ``docs/api-contract.md`` reads it: the older generation (``/calls/analyze``), the
+current generation (``/analysis/``) and the listing reference. Where they disagree, the project's rules
+apply; each decision is noted where it is made.
 
 How strict each field is follows how precise the documentation is:
 
@@ -60,7 +60,7 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class AudioFormat:
-    """One supported audio format: its name, extension and maximum size (page 000's table)."""
+    """One supported audio format: its name, extension and maximum size (the older generation's table)."""
 
     name: str
     extension: str
@@ -87,7 +87,7 @@ LIST_LIMIT_DEFAULT = 100
 
 class AnalysisStatus(str, enum.Enum):
     """
-    The three documented statuses of an analysis (page 001, "Status Values").
+    The three documented statuses of an analysis (the current generation, "Status Values").
 
     ``AnalysisStatus(text)`` accepts only those three (a ``status_filter`` must be one of them). A status
     the API returns goes through :meth:`parse`, which also accepts any other text ("queued", say) as a
@@ -164,7 +164,7 @@ ApiStatus = Annotated[AnalysisStatus, BeforeValidator(AnalysisStatus.parse)]
 
 
 class CallDirection(str, enum.Enum):
-    """The documented values of ``call_direction`` (page 000)."""
+    """The documented values of ``call_direction`` (the older generation)."""
 
     INBOUND = "inbound"
     OUTBOUND = "outbound"
@@ -286,7 +286,8 @@ class CallInfo(_OpenModel):
 
 class AudioInfo(_OpenModel):
     """
-    The ``audio`` section. Page 001 says ``file_size``, page 002 ``size_bytes``; both are kept.
+    The ``audio`` section. The current generation says ``file_size``, the listing reference ``size_bytes``;
+    both are kept.
 
     ``url`` is where the API stores the recording, possibly a presigned URL: an :class:`ApiUrl`.
     """
@@ -320,7 +321,7 @@ class Transcript(_OpenModel):
 
 
 class ComplianceCheck(_OpenModel):
-    """One compliance check: page 002's agent report reads ``flagged``; ``passed`` is its complement."""
+    """One compliance check: the listing reference reads ``flagged``; ``passed`` is its complement."""
 
     passed: bool | None = None
     flagged: bool | None = None
@@ -344,7 +345,7 @@ class SentimentAnalysis(_OpenModel):
 
 
 class GreetingCheck(_OpenModel):
-    """Whether the agent greeted the customer (page 002 reads ``greeting.present``)."""
+    """Whether the agent greeted the customer (the listing reference reads ``greeting.present``)."""
 
     present: bool | None = None
 
@@ -366,7 +367,7 @@ class QualityResults(_OpenModel):
 
 
 class CoachingResults(_OpenModel):
-    """Coaching advice and the customer effort score (page 002 shows ``1`` and averages it out of 5)."""
+    """Coaching advice and the customer effort score (the listing reference shows ``1``, out of 5)."""
 
     #: The pages show ``[...]``: any JSON list.
     recommendations: list[Any] = Field(default_factory=list)
@@ -393,7 +394,7 @@ class AnalysisMetadata(_OpenModel):
 
 
 class LegacySummary(_OpenModel):
-    """Page 000's ``analysis`` object of the ``/calls/analyze/{id}`` status response."""
+    """The older generation's ``analysis`` object of the ``/calls/analyze/{id}`` status response."""
 
     sentiment: Any = None
     summary: Any = None
@@ -403,9 +404,9 @@ class Analysis(_OpenModel):
     """
     One analysis, in either API generation's shape.
 
-    Pages 001/002 return ``id``; page 000's submit response returns ``analysis_id``, accepted here as an
-    alias. Page 000 reports a failure in ``error`` and page 001 in ``metadata.error_message``:
-    :attr:`error_message` reads both.
+    The current generation returns ``id``; the older generation's submit response returns ``analysis_id``,
+    accepted here as an alias. The older generation reports a failure in ``error`` and the current one in
+    ``metadata.error_message``: :attr:`error_message` reads both.
     """
 
     id: str = Field(validation_alias=AliasChoices("id", "analysis_id"), min_length=1)
@@ -419,7 +420,7 @@ class Analysis(_OpenModel):
     transcript: Transcript | None = None
     results: AnalysisResults | None = None
     metadata: AnalysisMetadata | None = None
-    # Page 000's generation.
+    # The older generation.
     created_at: str | None = None
     estimated_completion: str | None = None
     webhook_url: ApiUrl | None = None
@@ -444,7 +445,7 @@ class Analysis(_OpenModel):
 
     @property
     def created_timestamp(self) -> float | None:
-        """Creation time in epoch seconds, from ``created`` or page 000's ``created_at``."""
+        """Creation time in epoch seconds, from ``created`` or the older generation's ``created_at``."""
         if self.created is not None:
             return float(self.created)
         if self.created_at:
@@ -528,7 +529,7 @@ class _PageShape(_OpenModel):
 
 class AnalysisList(_PageShape):
     """
-    One page of ``GET /analysis/`` (page 002): ``data``, ``has_more`` and ``total``.
+    One page of ``GET /analysis/`` (the listing reference): ``data``, ``has_more`` and ``total``.
 
     An item of ``data`` that cannot be read as an :class:`Analysis` even leniently (no id, say, or a
     ``created`` that is not a number) is left out with a warning naming its id and what is wrong with it
@@ -618,8 +619,8 @@ def _item_label(item: Any, index: int) -> str:
 
 class ListFilters(BaseModel):
     """
-    The filters of ``GET /analysis/`` (page 002), checked: the one definition the list operator, the
-    hook's list methods and the local checks share.
+    The filters of ``GET /analysis/`` (the listing reference), checked: the one definition the list operator,
+    the hook's list methods and the local checks share.
 
     :param status_filter: ``processing``, ``completed`` or ``failed``.
     :param agent_id: Only this agent's analyses.
@@ -683,7 +684,7 @@ class ListFilters(BaseModel):
 
 
 class LegacyStatusResponse(_OpenModel):
-    """Page 000's ``GET /calls/analyze/{id}`` body: ``{"status", "analysis", "error"}``."""
+    """The older generation's ``GET /calls/analyze/{id}`` body: ``{"status", "analysis", "error"}``."""
 
     status: ApiStatus
     analysis: LegacySummary | None = None
@@ -691,7 +692,7 @@ class LegacyStatusResponse(_OpenModel):
 
 
 class WebhookEvent(_OpenModel):
-    """The body POSTed to a ``webhook_url`` when processing ends (page 001)."""
+    """The body POSTed to a ``webhook_url`` when processing ends (the current generation)."""
 
     event: str
     data: dict[str, Any]

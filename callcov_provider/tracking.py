@@ -12,7 +12,7 @@ runs out, so the cost of a cycle never grows with the batch):
 2. Ids that are not running any more are confirmed from the ``completed`` and then, for any not found
    there, the ``failed`` listings (most finish well, so the second is usually not read at all), newest
    first, stopping as soon as all are found or the page is older than the batch's oldest analysis
-   (the API lists by creation time, newest first; page 002). When some of those ids were never
+   (the API lists by creation time, newest first; the listing reference). When some of those ids were never
    seen (they finished before the first poll, and are often the batch's oldest), one GET of the first of
    them in input order tells how far back that is.
 3. The few ids the listings could not account for (an id that moved between pages while they were read,

@@ -42,7 +42,8 @@ SUBMIT_PATHS = frozenset(
     API_PREFIX + p
     for p in (SUBMIT_PATH, SUBMIT_PATH.rstrip("/"), LEGACY_SUBMIT_PATH, LEGACY_SUBMIT_PATH + "/")
 )
-#: The status a new submission gets on both paths (page 001: ``201 Created``; page 000 does not say).
+#: The status a new submission gets on both paths (the current generation: ``201 Created``; the older
+#: generation does not say).
 CREATED = 201
 MAX_IDEMPOTENCY_KEY = 255
 DRAIN_LIMIT = 256 * 1024 * 1024
@@ -410,7 +411,7 @@ async def submit_analysis(request: Request) -> Response:
 
 
 async def submit_legacy(request: Request) -> Response:
-    """``POST /api/v1/calls/analyze``: the same, answered in page 000's shape (also ``201``)."""
+    """``POST /api/v1/calls/analyze``: the same, answered in the older generation's shape (also ``201``)."""
     return await _Submit(request, legacy=True).run()
 
 
@@ -429,7 +430,7 @@ async def get_analysis(request: Request, analysis_id: str) -> Response:
 
 
 async def get_legacy_status(request: Request, analysis_id: str) -> Response:
-    """``GET /api/v1/calls/analyze/{id}``: page 000's ``{status, analysis, error}``."""
+    """``GET /api/v1/calls/analyze/{id}``: the older generation's ``{status, analysis, error}``."""
     record = _find(request, analysis_id)
     return JSONResponse(legacy_status_response(record, _state(request).now()))
 

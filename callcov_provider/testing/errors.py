@@ -1,10 +1,11 @@
 """
 The error answers the documentation shows, in its three shapes.
 
-* page 000: ``{"error": {"code": "...", "message": "..."}}`` (400 ``invalid_file_format``, 413
+* the older generation: ``{"error": {"code": "...", "message": "..."}}`` (400 ``invalid_file_format``, 413
   ``file_too_large``, 429 ``rate_limit_exceeded``);
-* page 001: ``{"detail": "Invalid authentication credentials"}`` (401), ``{"detail": "Analysis not found"}``;
-* pages 001/002: ``{"detail": [{"loc", "msg", "type", ...}]}`` for invalid fields and parameters.
+* the current generation: ``{"detail": "Invalid authentication credentials"}`` (401),
+  ``{"detail": "Analysis not found"}``, and ``{"detail": [{"loc", "msg", "type", ...}]}`` for invalid
+  fields and parameters.
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ class ApiError(Exception):
 
 
 def coded(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> ApiError:
-    """Page 000's ``{"error": {"code", "message"}}`` error."""
+    """The older generation's ``{"error": {"code", "message"}}`` error."""
     return ApiError(status, {"error": {"code": code, "message": message}}, headers)
 
 
 def detail(status: int, text: str, headers: Mapping[str, str] | None = None) -> ApiError:
-    """Page 001's ``{"detail": "..."}`` error."""
+    """The current generation's ``{"detail": "..."}`` error."""
     return ApiError(status, {"detail": text}, headers)
 
 
@@ -53,12 +54,12 @@ def validation(status: int, items: Sequence[Mapping[str, Any]]) -> ApiError:
 
 
 def invalid_format(message: str | None = None) -> ApiError:
-    """400 ``invalid_file_format`` (page 000)."""
+    """400 ``invalid_file_format`` (the older generation)."""
     return coded(400, "invalid_file_format", message or f"Audio file must be in {FORMATS_TEXT} format")
 
 
 def too_large(extension: str) -> ApiError:
-    """413 ``file_too_large`` with the format's documented limit (page 000)."""
+    """413 ``file_too_large`` with the format's documented limit (the older generation)."""
     limit = AUDIO_FORMATS[extension].max_bytes // MIB
     return coded(413, "file_too_large", f"Audio file exceeds maximum size of {limit} MB")
 
@@ -78,7 +79,7 @@ def rate_limited(retry_after: int, headers: Mapping[str, str], *, documented: bo
 
 
 def unauthorized() -> ApiError:
-    """401 with page 001's body."""
+    """401 with the current generation's body."""
     return detail(401, UNAUTHORIZED_DETAIL, {"WWW-Authenticate": "Bearer"})
 
 
@@ -88,7 +89,7 @@ def not_found() -> ApiError:
 
 
 def body_item(kind: str, field: str, msg: str, value: Any = None, **ctx: Any) -> dict[str, Any]:
-    """One pydantic-v2-style item of a request body error (page 001's shape)."""
+    """One pydantic-v2-style item of a request body error (the current generation's shape)."""
     item: dict[str, Any] = {"type": kind, "loc": ["body", field], "msg": msg, "input": value}
     if ctx:
         item["ctx"] = ctx
@@ -96,10 +97,10 @@ def body_item(kind: str, field: str, msg: str, value: Any = None, **ctx: Any) ->
 
 
 def missing(field: str, value: Any = None) -> dict[str, Any]:
-    """``Field required`` for ``field`` (page 001's example)."""
+    """``Field required`` for ``field`` (the current generation's example)."""
     return body_item("missing", field, "Field required", {} if value is None else value)
 
 
 def query_item(field: str, msg: str, kind: str) -> dict[str, str | list[str]]:
-    """One item of a query parameter error, in page 002's (pydantic v1) shape."""
+    """One item of a query parameter error, in the listing reference's (pydantic v1) shape."""
     return {"loc": ["query", field], "msg": msg, "type": kind}

@@ -1,6 +1,7 @@
 """
 Checking a submission's fields and the list endpoint's query parameters, answered the documented ways:
-FastAPI-style ``detail`` lists, pydantic v2 items for a body (page 001), v1 items for a query (page 002).
+FastAPI-style ``detail`` lists, pydantic v2 items for a body (the current generation), v1 items for a query
+(the listing reference).
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from callcov_provider.models import (
 )
 from callcov_provider.testing import errors, safejson
 
-#: Status of an invalid submission body: page 001 documents ``400 Bad Request`` with a ``detail`` list.
+#: Status of an invalid submission body: the current generation documents ``400 Bad Request`` with a
+#: ``detail`` list.
 BODY_ERROR_STATUS = 400
 #: The largest ``offset`` (a signed 64-bit integer, as the database takes it).
 MAX_OFFSET = 2**63 - 1
-#: Status of an invalid query parameter: page 002 documents ``422``.
+#: Status of an invalid query parameter: the listing reference documents ``422``.
 QUERY_ERROR_STATUS = 422
 MAX_ID_LENGTH = 255
 
@@ -222,8 +224,8 @@ def check_list_query(params: Mapping[str, str]) -> ListQuery:
     """
     Check the list endpoint's query parameters.
 
-    :raises ApiError: 422 with page 002's ``detail`` items, e.g. ``value_error.number.not_le`` for
-        ``limit`` over 1000.
+    :raises ApiError: 422 with the listing reference's ``detail`` items, e.g.
+        ``value_error.number.not_le`` for ``limit`` over 1000.
     """
     problems: list[dict[str, Any]] = []
     limit = _int_param(params.get("limit"), "limit", LIST_LIMIT_DEFAULT, problems)

@@ -1,10 +1,11 @@
 """
 Response bodies: a stored record rendered as either API generation's shape, at a given time.
 
-* :func:`analysis_response`: pages 001/002's ``AnalysisResponse``;
-* :func:`legacy_submit_response`: page 000's submit answer (``analysis_id``, ``status``, ``created_at``,
-  ``estimated_completion``, ``webhook_url``);
-* :func:`legacy_status_response`: page 000's ``{"status", "analysis": {"sentiment", "summary"}, "error"}``.
+* :func:`analysis_response`: the current generation's ``AnalysisResponse``;
+* :func:`legacy_submit_response`: the older generation's submit answer (``analysis_id``, ``status``,
+  ``created_at``, ``estimated_completion``, ``webhook_url``);
+* :func:`legacy_status_response`: the older generation's
+  ``{"status", "analysis": {"sentiment", "summary"}, "error"}``.
 """
 
 from __future__ import annotations
@@ -67,13 +68,13 @@ def analysis_response(record: AnalysisRecord, now: float) -> dict[str, Any]:
         "transcript": transcript,
         "results": results,
         "metadata": metadata,
-        # Page 001's polling sample reads a top-level ``error_message``.
+        # The current generation's polling sample reads a top-level ``error_message``.
         "error_message": error_message,
     }
 
 
 def legacy_submit_response(record: AnalysisRecord, now: float) -> dict[str, Any]:
-    """Page 000's answer to ``POST /calls/analyze``."""
+    """The older generation's answer to ``POST /calls/analyze``."""
     return {
         "analysis_id": record.id,
         "status": record.status(now).value,
@@ -84,7 +85,7 @@ def legacy_submit_response(record: AnalysisRecord, now: float) -> dict[str, Any]
 
 
 def legacy_status_response(record: AnalysisRecord, now: float) -> dict[str, Any]:
-    """Page 000's answer to ``GET /calls/analyze/{id}``."""
+    """The older generation's answer to ``GET /calls/analyze/{id}``."""
     status = record.status(now)
     analysis: dict[str, Any] | None = None
     if status is AnalysisStatus.COMPLETED:
@@ -99,7 +100,7 @@ def legacy_status_response(record: AnalysisRecord, now: float) -> dict[str, Any]
 
 
 def webhook_event(record: AnalysisRecord, now: float) -> dict[str, Any]:
-    """The body POSTed to ``webhook_url`` when processing has ended (page 001)."""
+    """The body POSTed to ``webhook_url`` when processing has ended (the current generation)."""
     data = analysis_response(record, now)
     event = "analysis.failed" if data["status"] == AnalysisStatus.FAILED.value else "analysis.completed"
     return {"event": event, "data": data}

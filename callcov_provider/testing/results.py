@@ -3,7 +3,8 @@ Deterministic analysis results: the transcript and the compliance, quality and c
 call, derived from the SHA-256 of its audio bytes and its duration.
 
 The same recording always gets the same results, different recordings get different ones, and every
-field the documentation names is present with a plausible value (pages 001 and 002).
+field the documentation names is present with a plausible value (the current generation and the listing
+reference).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 # ruff: noqa
 # mypy: ignore-errors
 """
-The Python samples of the three CallCov documentation pages (``shared/callcov-api/``), copied as written.
+The Python samples of the three CallCov documentation pages (see ``docs/api-contract.md``), copied as written.
 
 The only changes: the base URL and the key are this module's globals ``API_URL`` / ``BASE_URL`` /
 ``API_KEY`` (set by :func:`configure`) instead of ``https://api.callcov.com/api/v1`` and the sample keys;
@@ -36,7 +36,7 @@ def configure(base_url, api_key, audio_url, audio_url_001):
     headers = {"X-API-Key": API_KEY}
 
 
-# --- page 000: Basic File Upload ------------------------------------------------------------------------
+# --- the older generation: Basic File Upload ------------------------------------------------------------------------
 
 
 def page_000_basic_file_upload():
@@ -61,7 +61,7 @@ def page_000_basic_file_upload():
     return result
 
 
-# --- page 000: Method 2: URL Submission -----------------------------------------------------------------
+# --- the older generation: Method 2: URL Submission -----------------------------------------------------------------
 
 
 def page_000_url_submission():
@@ -83,7 +83,7 @@ def page_000_url_submission():
     return result
 
 
-# --- page 000: Checking Analysis Status -----------------------------------------------------------------
+# --- the older generation: Checking Analysis Status -----------------------------------------------------------------
 
 
 def wait_for_analysis_000(analysis_id, api_key, max_wait=300):
@@ -121,7 +121,7 @@ def page_000_wait_usage(analysis_id):
     return result
 
 
-# --- page 000: Batch Submissions ------------------------------------------------------------------------
+# --- the older generation: Batch Submissions ------------------------------------------------------------------------
 
 
 def submit_call(file_path, agent_id, contact_id):
@@ -162,7 +162,7 @@ def page_000_batch_submission():
     return results
 
 
-# --- page 000: Error Handling ---------------------------------------------------------------------------
+# --- the older generation: Error Handling ---------------------------------------------------------------------------
 
 
 def create_retry_session(retries=3, backoff_factor=0.3):
@@ -189,7 +189,7 @@ def page_000_retry_session_usage(files, data):
     return response
 
 
-# --- page 001: Python Example ---------------------------------------------------------------------------
+# --- the current generation: Python Example ---------------------------------------------------------------------------
 
 
 def page_001_python_example():
@@ -217,7 +217,7 @@ def page_001_python_example():
     return response
 
 
-# --- page 001: Polling for Results ----------------------------------------------------------------------
+# --- the current generation: Polling for Results ----------------------------------------------------------------------
 
 
 def wait_for_analysis_001(analysis_id, api_key, max_wait=300):
@@ -250,7 +250,7 @@ def page_001_wait_usage(analysis_id):
     return result
 
 
-# --- page 002: Basic Pagination -------------------------------------------------------------------------
+# --- the listing reference: Basic Pagination -------------------------------------------------------------------------
 
 url = "https://api.callcov.com/api/v1/analysis/"
 headers = {"X-API-Key": "sk_live_abc123..."}
@@ -266,7 +266,7 @@ def page_002_basic_pagination():
     return first, response
 
 
-# --- page 002: Iterate Through All Pages ----------------------------------------------------------------
+# --- the listing reference: Iterate Through All Pages ----------------------------------------------------------------
 
 
 def get_all_analyses(api_key, status_filter=None):
@@ -312,7 +312,7 @@ def page_002_get_all_usage():
     return completed_analyses
 
 
-# --- page 002: Get Recent Completed Analyses ------------------------------------------------------------
+# --- the listing reference: Get Recent Completed Analyses ------------------------------------------------------------
 
 
 def page_002_recent_completed():
@@ -328,7 +328,7 @@ def page_002_recent_completed():
     return analyses
 
 
-# --- page 002: Get All Analyses for Agent ---------------------------------------------------------------
+# --- the listing reference: Get All Analyses for Agent ---------------------------------------------------------------
 
 
 def get_agent_analyses(api_key, agent_id):
@@ -350,7 +350,7 @@ def page_002_agent_usage():
     return analyses, total
 
 
-# --- page 002: Search, Failed Analyses ------------------------------------------------------------------
+# --- the listing reference: Search, Failed Analyses ------------------------------------------------------------------
 
 
 def page_002_search():
@@ -370,7 +370,7 @@ def page_002_failed_for_debugging():
     return failed_analyses
 
 
-# --- page 002: Common Use Cases -------------------------------------------------------------------------
+# --- the listing reference: Common Use Cases -------------------------------------------------------------------------
 
 
 def page_002_dashboard():

@@ -18,7 +18,7 @@ KEY = "sk_live_TOPSECRET_4f9a2c71e0"
 SIGNED_QUERY = "X-Amz-Signature=SIGTOKEN8d1e77&X-Amz-Expires=3600"
 SIGNED_URL = f"https://storage.example.test/recordings/call-001.wav?{SIGNED_QUERY}"
 
-#: Page 001's 201 response to ``POST /analysis/``.
+#: The current generation's 201 response to ``POST /analysis/``.
 ANALYSIS_001: dict[str, Any] = {
     "id": "550e8400-e29b-41d4-a716-446655440000",
     "object": "analysis",
@@ -37,7 +37,7 @@ ANALYSIS_001: dict[str, Any] = {
     "metadata": {"processing_time_ms": None, "version": "1.0.0"},
 }
 
-#: Page 000's response to ``POST /calls/analyze``.
+#: The older generation's response to ``POST /calls/analyze``.
 SUBMIT_000: dict[str, Any] = {
     "analysis_id": "anl_1a2b3c4d5e",
     "status": "processing",
@@ -46,7 +46,7 @@ SUBMIT_000: dict[str, Any] = {
     "webhook_url": "https://your-app.com/webhooks/callcov",
 }
 
-#: A completed analysis in page 002's shape, results filled in.
+#: A completed analysis in the listing reference's shape, results filled in.
 COMPLETED_002: dict[str, Any] = {
     "id": "660f9511-f3ac-52e5-b827-557766551111",
     "object": "analysis",
@@ -93,12 +93,12 @@ COMPLETED_002: dict[str, Any] = {
 
 
 def analysis(analysis_id: str, status: str = "completed", **extra: Any) -> dict[str, Any]:
-    """A minimal analysis object of pages 001/002."""
+    """A minimal analysis object of the current generation."""
     return {"id": analysis_id, "object": "analysis", "status": status, **extra}
 
 
 def page(ids: list[str], *, has_more: bool, total: int | None = None) -> dict[str, Any]:
-    """A list object of page 002."""
+    """A list object of the listing reference."""
     return {"object": "list", "data": [analysis(i) for i in ids], "has_more": has_more, "total": total}
 
 
