@@ -30,8 +30,8 @@ def _last_seq(emu: EmulatorHandle) -> int:
 
 
 async def _run_trigger(ids: list[str], poll: float) -> tuple[str, list[int]]:
-    from callcov_provider.tracking import CycleReport, Waiter
     from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
+    from callcov_provider.waiting import CycleReport, Waiter
 
     per_cycle: list[int] = []
     original = Waiter.acycle

@@ -141,7 +141,8 @@ def _child(mode: str, freeze: str, poll: float, cap: float, ids: list[str]) -> d
     from airflow.providers.common.compat.connection import get_async_connection  # noqa: F401
     from common import read_status_kb, reset_peak_rss
 
-    from callcov_provider.hooks.callcov import CallCovHook, shared_ssl_context
+    from callcov_provider.hooks.async_pool import shared_ssl_context
+    from callcov_provider.hooks.callcov import CallCovHook
     from callcov_provider.models import Analysis
     from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
 

@@ -32,7 +32,6 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -42,43 +41,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    GetCoreSchemaHandler,
     ModelWrapValidatorHandler,
     PrivateAttr,
     ValidationError,
     model_validator,
 )
-from pydantic_core import core_schema
 
-from callcov_provider.exceptions import InvalidRequestError
-from callcov_provider.redaction import redact_url, redact_urls
+from callcov_provider.api_url import ApiUrl
+from callcov_provider.redaction import redact_urls
 
 log = logging.getLogger(__name__)
-
-MIB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class AudioFormat:
-    """One supported audio format: its name, extension and maximum size (the older generation's table)."""
-
-    name: str
-    extension: str
-    max_bytes: int
-    content_type: str
-
-
-#: The documented formats. "MB" is read as MiB, the more permissive reading (shared README).
-AUDIO_FORMATS: dict[str, AudioFormat] = {
-    fmt.extension: fmt
-    for fmt in (
-        AudioFormat("wav", ".wav", 100 * MIB, "audio/wav"),
-        AudioFormat("mp3", ".mp3", 50 * MIB, "audio/mpeg"),
-        AudioFormat("m4a", ".m4a", 50 * MIB, "audio/mp4"),
-        AudioFormat("flac", ".flac", 100 * MIB, "audio/flac"),
-        AudioFormat("ogg", ".ogg", 50 * MIB, "audio/ogg"),
-    )
-}
 
 LIST_LIMIT_MIN = 1
 LIST_LIMIT_MAX = 1000
@@ -168,67 +140,6 @@ class CallDirection(str, enum.Enum):
 
     INBOUND = "inbound"
     OUTBOUND = "outbound"
-
-
-class ApiUrl:
-    """
-    A URL the API returned, such as ``audio.url`` (possibly presigned, ``?X-Amz-Signature=...``).
-
-    ``str()``, ``repr()``, logging and serialisation (``model_dump``, and so XCom) all show it through
-    :func:`~callcov_provider.redaction.redact_url`: no query string, fragment or user info. Code that
-    needs the full URL (to download the recording, say) asks for it with :meth:`get_secret_value`, as with
-    pydantic's ``SecretStr``.
-
-    :param url: The URL as the API sent it.
-    """
-
-    __slots__ = ("_url",)
-
-    def __init__(self, url: str) -> None:
-        self._url = url
-
-    def get_secret_value(self) -> str:
-        """The full URL, query string included."""
-        return self._url
-
-    @property
-    def redacted(self) -> str:
-        """The URL without query string, fragment and user info."""
-        return redact_url(self._url)
-
-    def __str__(self) -> str:
-        return self.redacted
-
-    def __repr__(self) -> str:
-        return f"ApiUrl({self.redacted!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, ApiUrl):
-            return self._url == other._url
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._url)
-
-    @classmethod
-    def _validate(cls, value: Any) -> ApiUrl:
-        if isinstance(value, ApiUrl):
-            return value
-        if isinstance(value, str):
-            return cls(value)
-        raise ValueError(f"a URL must be a string, got {type(value).__name__}")
-
-    @classmethod
-    def __get_pydantic_core_schema__(
-        cls, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.no_info_plain_validator_function(
-            cls._validate,
-            json_schema_input_schema=core_schema.str_schema(),
-            serialization=core_schema.plain_serializer_function_ser_schema(
-                lambda url: url.redacted, when_used="always"
-            ),
-        )
 
 
 #: A URL in JSON text whose query string or user info is not redacted yet.
@@ -602,11 +513,6 @@ class AnalysisList(_PageShape):
         """The ids (or positions, for items without a readable id) of the items left out."""
         return self._skipped_ids
 
-    def to_xcom(self) -> dict[str, Any]:
-        """Return a JSON-safe dict of the page (URLs redacted as in :meth:`Analysis.to_xcom`)."""
-        return _redacted_dump(self)
-
-
 def _item_label(item: Any, index: int) -> str:
     """How a warning names an unreadable listing item: its id, or its position when it has none."""
     if isinstance(item, dict):
@@ -615,87 +521,6 @@ def _item_label(item: Any, index: int) -> str:
             if isinstance(raw, (str, int)) and str(raw).strip():
                 return repr(str(raw)[:_ID_IN_WARNING_CHARS])
     return f"at position {index} (no readable id)"
-
-
-class ListFilters(BaseModel):
-    """
-    The filters of ``GET /analysis/`` (the listing reference), checked: the one definition the list operator,
-    the hook's list methods and the local checks share.
-
-    :param status_filter: ``processing``, ``completed`` or ``failed``.
-    :param agent_id: Only this agent's analyses.
-    :param contact_id: Only this contact's analyses.
-    :param search: Case-insensitive search in agent and contact ids.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    status_filter: str | None = None
-    agent_id: str | None = None
-    contact_id: str | None = None
-    search: str | None = None
-
-    @classmethod
-    def checked(
-        cls,
-        *,
-        status_filter: Any = None,
-        agent_id: Any = None,
-        contact_id: Any = None,
-        search: Any = None,
-    ) -> ListFilters:
-        """
-        Check each filter (absent, ``None`` and empty text mean "no filter").
-
-        :raises InvalidRequestError: naming the filter, for an unknown status or a filter that is not text.
-        """
-        return cls(
-            status_filter=cls.check_status(status_filter),
-            agent_id=cls.check_text(agent_id, "agent_id"),
-            contact_id=cls.check_text(contact_id, "contact_id"),
-            search=cls.check_text(search, "search"),
-        )
-
-    @staticmethod
-    def check_status(value: Any) -> str | None:
-        """Check ``status_filter`` is one of the documented statuses (or absent)."""
-        if value is None or value == "":
-            return None
-        allowed = [s.value for s in AnalysisStatus]
-        text = value.value if isinstance(value, AnalysisStatus) else str(value)
-        if text not in allowed:
-            raise InvalidRequestError(
-                f"status_filter must be one of {', '.join(allowed)}, got {value!r}", field="status_filter"
-            )
-        return text
-
-    @staticmethod
-    def check_text(value: Any, field: str) -> str | None:
-        """Check an optional text filter (``agent_id``, ``contact_id``, ``search``)."""
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str):
-            raise InvalidRequestError(f"{field} must be a string", field=field)
-        return value
-
-    def params(self) -> dict[str, str]:
-        """The filters that are set, as query parameters (also the hook's keyword arguments)."""
-        return {name: value for name, value in self.model_dump().items() if value is not None}
-
-
-class LegacyStatusResponse(_OpenModel):
-    """The older generation's ``GET /calls/analyze/{id}`` body: ``{"status", "analysis", "error"}``."""
-
-    status: ApiStatus
-    analysis: LegacySummary | None = None
-    error: str | None = None
-
-
-class WebhookEvent(_OpenModel):
-    """The body POSTed to a ``webhook_url`` when processing ends (the current generation)."""
-
-    event: str
-    data: dict[str, Any]
 
 
 def parse_iso8601(value: str) -> datetime:
@@ -711,38 +536,3 @@ def parse_iso8601(value: str) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed
-
-
-#: How many leading bytes :func:`sniff_audio_format` needs to recognise every documented format.
-SNIFF_BYTES = 12
-
-
-def sniff_audio_format(head: bytes) -> str | None:
-    """
-    Recognise a documented audio format from a file's first bytes (its "magic number").
-
-    ``RIFF....WAVE`` is WAV; ``ID3`` (a tag) or an MPEG frame sync (``0xFF`` then ``0xE0`` or above) is
-    MP3; ``fLaC`` is FLAC; ``OggS`` is OGG; ``....ftyp`` (an ISO base media box) is M4A.
-
-    :param head: At least the first :data:`SNIFF_BYTES` bytes of the file (fewer only for a shorter file).
-    :return: The format's name as in :data:`AUDIO_FORMATS` (``"wav"``, ``"mp3"``, ...), or ``None``.
-    """
-    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return "wav"
-    if head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
-        return "mp3"
-    if head[:4] == b"fLaC":
-        return "flac"
-    if head[:4] == b"OggS":
-        return "ogg"
-    if len(head) >= 8 and head[4:8] == b"ftyp":
-        return "m4a"
-    return None
-
-
-def audio_format_by_name(name: str) -> AudioFormat | None:
-    """Return the documented :class:`AudioFormat` called ``name`` (``"wav"``, ``"mp3"``, ...), if any."""
-    for fmt in AUDIO_FORMATS.values():
-        if fmt.name == name:
-            return fmt
-    return None

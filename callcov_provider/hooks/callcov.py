@@ -37,9 +37,6 @@ if TYPE_CHECKING:
 USER_AGENT = f"airflow-provider-callcov/{__version__}"
 
 
-# Re-exported for callers of earlier versions; the context now lives with the shared async clients.
-shared_ssl_context = async_pool.shared_ssl_context
-
 
 def new_idempotency_key() -> str:
     """A fresh idempotency key for a submission that has none of its own."""

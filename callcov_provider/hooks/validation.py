@@ -19,16 +19,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from callcov_provider.exceptions import InvalidRequestError, PayloadTooLargeError, safe_url
-from callcov_provider.models import (
-    AUDIO_FORMATS,
-    LIST_LIMIT_MAX,
-    LIST_LIMIT_MIN,
-    MIB,
-    AudioFormat,
-    CallDirection,
-    ListFilters,
-    parse_iso8601,
-)
+from callcov_provider.filters import ListFilters
+from callcov_provider.formats import AUDIO_FORMATS, MIB, AudioFormat
+from callcov_provider.models import LIST_LIMIT_MAX, LIST_LIMIT_MIN, CallDirection, parse_iso8601
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from callcov_provider.exceptions import InvalidRequestError
+from callcov_provider.filters import ListFilters
 from callcov_provider.flags import parse_argument_flag
 from callcov_provider.hooks import validation
 from callcov_provider.hooks.callcov import CallCovHook
-from callcov_provider.models import LIST_LIMIT_MAX, LIST_LIMIT_MIN, Analysis, ListFilters, parse_iso8601
+from callcov_provider.models import LIST_LIMIT_MAX, LIST_LIMIT_MIN, Analysis, parse_iso8601
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context

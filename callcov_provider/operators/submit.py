@@ -247,8 +247,8 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
             analysis = self.hook.get_analysis(analysis.id)
         if analysis.is_finished:
             return self._finish(context, analysis)
-        from callcov_provider.tracking import DEFERRAL_TIMEOUT_MARGIN
         from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
+        from callcov_provider.waiting import DEFERRAL_TIMEOUT_MARGIN
 
         self.defer(
             trigger=AnalysisCompletedTrigger(
@@ -311,11 +311,11 @@ class SubmitAnalysisOperator(ResumableJobMixin, BaseOperator):  # type: ignore[m
         """
         Poll in the worker until the analysis finishes; push it and return its id.
 
-        The wait is the provider's one :class:`~callcov_provider.tracking.Waiter`, as in the trigger and
+        The wait is the provider's one :class:`~callcov_provider.waiting.Waiter`, as in the trigger and
         the sensor: a 429 is waited out as long as the API asked, and only the failure rule, the
         deadline, an authentication error or an unknown id end it.
         """
-        from callcov_provider.tracking import Waiter
+        from callcov_provider.waiting import Waiter
 
         analysis_id = str(external_id)
         waiter = Waiter([analysis_id], clock=time.time)

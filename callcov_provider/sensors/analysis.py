@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from callcov_provider.hooks.callcov import CallCovHook
-    from callcov_provider.tracking import BatchTracker, Waiter
+    from callcov_provider.tracking import BatchTracker
+    from callcov_provider.waiting import Waiter
 
 #: The task state store key under which reschedule mode keeps what its pokes learnt (Airflow 3.3+).
 WAIT_STATE_KEY = "callcov_wait"
@@ -44,10 +45,10 @@ class AnalysisCompletedSensor(BaseSensorOperator):
     holds every failed id and its reason and whose message counts them and names the first few; with
     ``fail_on_failed=False`` they are returned with their status instead.
 
-    Every mode waits with the provider's one :class:`~callcov_provider.tracking.Waiter` (see
+    Every mode waits with the provider's one :class:`~callcov_provider.waiting.Waiter` (see
     ``docs/waiting.md``): a bounded number of requests per poll cycle, a 429 waited out for as long as the
     API asked, and the wait failing after
-    :data:`~callcov_provider.tracking.MAX_CONSECUTIVE_FAILURES` failed cycles in a row. In ``reschedule``
+    :data:`~callcov_provider.waiting.MAX_CONSECUTIVE_FAILURES` failed cycles in a row. In ``reschedule``
     mode each poke reads a whole sweep and, on Airflow 3.3 and later, keeps what it learnt in the task
     state store for the next poke; older versions start each poke afresh and rotate which ids the
     sweep reads one by one.
@@ -152,7 +153,8 @@ class AnalysisCompletedSensor(BaseSensorOperator):
         each); in ``reschedule`` mode a new one per poke, reading a whole sweep, resumed from the task
         state store when Airflow has one (3.3+), else rotating the ids it reads one by one.
         """
-        from callcov_provider.tracking import MAX_REQUESTS_PER_CYCLE, Waiter
+        from callcov_provider.tracking import MAX_REQUESTS_PER_CYCLE
+        from callcov_provider.waiting import Waiter
 
         if not self.reschedule:
             waiter: Waiter | None = getattr(self, "_poke_waiter", None)
@@ -218,8 +220,8 @@ class AnalysisCompletedSensor(BaseSensorOperator):
         first = self.poke(context)
         if first:
             return first.xcom_value
-        from callcov_provider.tracking import DEFERRAL_TIMEOUT_MARGIN
         from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
+        from callcov_provider.waiting import DEFERRAL_TIMEOUT_MARGIN
 
         self.defer(
             trigger=AnalysisCompletedTrigger(
@@ -236,7 +238,7 @@ class AnalysisCompletedSensor(BaseSensorOperator):
 
     def _read_back(self, ids: list[str]) -> BatchTracker:
         """Read a finished batch's summaries and failures from the API (the event could not carry them)."""
-        from callcov_provider.tracking import Waiter
+        from callcov_provider.waiting import Waiter
 
         waiter = Waiter(ids, budget=None)
         waiter.wait(self.hook, poll_interval=1.0, end_time=time.time() + READ_BACK_SECONDS, log=self.log)

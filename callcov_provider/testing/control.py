@@ -17,7 +17,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from callcov_provider.models import AUDIO_FORMATS, AnalysisStatus
+from callcov_provider.formats import AUDIO_FORMATS
+from callcov_provider.models import AnalysisStatus
 from callcov_provider.testing.audio import audio_bytes, wav_bytes
 from callcov_provider.testing.config import FaultSettings, ProcessingSettings, RateLimitSettings
 from callcov_provider.testing.render import control_view

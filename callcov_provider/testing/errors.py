@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from callcov_provider.models import AUDIO_FORMATS, MIB
+from callcov_provider.formats import AUDIO_FORMATS, MIB
 
 UNAUTHORIZED_DETAIL = "Invalid authentication credentials"
 NOT_FOUND_DETAIL = "Analysis not found"

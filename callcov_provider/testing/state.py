@@ -19,7 +19,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from callcov_provider.exceptions import safe_url
-from callcov_provider.models import AUDIO_FORMATS, AnalysisStatus, audio_format_by_name
+from callcov_provider.formats import AUDIO_FORMATS, audio_format_by_name
+from callcov_provider.models import AnalysisStatus
 from callcov_provider.testing.auth import KeyRing
 from callcov_provider.testing.clock import Clock, iso
 from callcov_provider.testing.config import (

@@ -24,7 +24,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from callcov_provider.exceptions import safe_url
-from callcov_provider.models import (
+from callcov_provider.formats import (
     AUDIO_FORMATS,
     SNIFF_BYTES,
     AudioFormat,

@@ -13,14 +13,9 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from callcov_provider.exceptions import CallCovError
 from callcov_provider.hooks.callcov import CallCovHook
-from callcov_provider.tracking import (
-    MAX_CONSECUTIVE_FAILURES,
-    MAX_REQUESTS_PER_CYCLE,
-    TRANSIENT_ERRORS,
-    BatchTracker,
-    Waiter,
-)
+from callcov_provider.tracking import MAX_REQUESTS_PER_CYCLE, BatchTracker
 from callcov_provider.version_compat import AIRFLOW_V_3_3_PLUS
+from callcov_provider.waiting import MAX_CONSECUTIVE_FAILURES, TRANSIENT_ERRORS, Waiter
 
 # Airflow 3.3+: the triggerer shares one poll loop between triggers of a BaseEventTrigger subclass that
 # declare the same shared_stream_key, deferral triggers included (callcov_provider.triggers.shared).
@@ -82,7 +77,7 @@ class AnalysisCompletedTrigger(_TriggerBase):  # type: ignore[misc]
     Polling a batch costs at most :attr:`max_requests_per_cycle` requests a cycle, however many ids it
     waits on (see :mod:`callcov_provider.tracking`): list pages of the ``processing``, ``failed`` and
     ``completed`` analyses instead of one GET per id. One id is read with one GET. The wait is the
-    provider's one :class:`~callcov_provider.tracking.Waiter`: connection errors, timeouts and 5xx do not
+    provider's one :class:`~callcov_provider.waiting.Waiter`: connection errors, timeouts and 5xx do not
     end it, :attr:`max_consecutive_failures` failed cycles in a row do; a 429 is waited out for as long
     as the API asked and never counted; an authentication error or an unknown id end it at once, and so
     does the deadline. Exactly one event is yielded, with ``status`` one of ``success``, ``failed`` (some

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from callcov_provider.models import MIB
+from callcov_provider.formats import MIB
 from callcov_provider.testing.audio import write_sized_wav
 from callcov_provider.testing.cli import build_parser, config_from_args
 from callcov_provider.testing.server import READY_PREFIX, run_emulator

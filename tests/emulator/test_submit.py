@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from callcov_provider.models import MIB, Analysis
+from callcov_provider.formats import MIB
+from callcov_provider.models import Analysis
 from callcov_provider.testing.audio import wav_bytes, write_sized_wav, write_undecodable_wav
 from callcov_provider.testing.server import EmulatorHandle
 

@@ -297,12 +297,12 @@ async def test_transient_faults_do_not_end_the_wait(
 
 async def test_a_long_rate_limit_is_waited_out(api: EmulatorHandle, monkeypatch: pytest.MonkeyPatch) -> None:
     """More 429s in a row than the failure bound, each asking for 15 minutes: the wait goes on (12.5)."""
-    import callcov_provider.tracking as tracking
+    import callcov_provider.waiting as waiting
 
     ids = seed_batch(api, 50, ["completed"])
     # The waiter's clock moves with the trigger's (instant) sleeps, as the wall clock would.
     clock = [time.time()]
-    monkeypatch.setattr(tracking, "time", SimpleNamespace(time=lambda: clock[0]), raising=False)
+    monkeypatch.setattr(waiting, "time", SimpleNamespace(time=lambda: clock[0]), raising=False)
     refusals = 2 * AnalysisCompletedTrigger.max_consecutive_failures
     api.control.set_faults(burst_429=refusals, retry_after=900)
     original_sleep = Cycles.sleep

@@ -29,8 +29,8 @@ from callcov_provider.exceptions import (
     ServerError,
     UnexpectedResponseError,
 )
+from callcov_provider.formats import AUDIO_FORMATS
 from callcov_provider.hooks.callcov import CallCovHook
-from callcov_provider.models import AUDIO_FORMATS
 from callcov_provider.operators.list_analyses import ListAnalysesOperator
 from callcov_provider.testing.audio import write_wav
 from callcov_provider.testing.server import EmulatorHandle, run_emulator

@@ -9,14 +9,11 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from callcov_provider.formats import AUDIO_FORMATS, MIB
 from callcov_provider.models import (
-    AUDIO_FORMATS,
-    MIB,
     Analysis,
     AnalysisList,
     AnalysisStatus,
-    LegacyStatusResponse,
-    WebhookEvent,
     parse_iso8601,
 )
 from tests.unit.conftest import ANALYSIS_001, COMPLETED_002, SUBMIT_000
@@ -145,23 +142,11 @@ def test_list_object_parses_page_002_and_is_json_safe() -> None:
     assert [a.status for a in listing.data] == [AnalysisStatus.COMPLETED, AnalysisStatus.PROCESSING]
     assert listing.has_more is True
     assert listing.total == 247
-    assert json.loads(json.dumps(listing.to_xcom()))["data"][1]["results"] is None
+    assert json.loads(listing.model_dump_json())["data"][1]["results"] is None
     empty = AnalysisList.model_validate({})
     assert empty.data == []
     assert empty.has_more is False
     assert empty.total is None
-
-
-def test_legacy_status_response_and_webhook_event() -> None:
-    legacy = LegacyStatusResponse.model_validate(
-        {"status": "completed", "analysis": {"sentiment": "positive", "summary": "Resolved"}, "error": None}
-    )
-    assert legacy.analysis is not None
-    assert legacy.analysis.summary == "Resolved"
-    event = WebhookEvent.model_validate(
-        {"event": "analysis.completed", "data": {"id": "x", "status": "completed"}}
-    )
-    assert event.data["id"] == "x"
 
 
 def test_status_terminality() -> None:
@@ -214,13 +199,13 @@ def test_parse_iso8601_rejects_garbage() -> None:
     ],
 )
 def test_sniff_audio_format(head: bytes, expected: str | None) -> None:
-    from callcov_provider.models import sniff_audio_format
+    from callcov_provider.formats import sniff_audio_format
 
     assert sniff_audio_format(head) == expected
 
 
 def test_audio_format_by_name() -> None:
-    from callcov_provider.models import audio_format_by_name
+    from callcov_provider.formats import audio_format_by_name
 
     fmt = audio_format_by_name("flac")
     assert fmt is not None

@@ -158,7 +158,7 @@ def test_api_urls_never_reach_xcom_repr_or_logs(caplog: pytest.LogCaptureFixture
         "repr": repr(model),
         "str": str(model),
         "url": f"{model.audio.url} {model.audio.url!r}",
-        "listing": json.dumps(AnalysisList(data=[model]).to_xcom()),
+        "listing": json.dumps([item.to_xcom() for item in AnalysisList(data=[model]).data]),
         "error": str(model.error_message),
     }
     logging.getLogger("test").warning("analysis %s / %r", model, model.audio)
@@ -195,8 +195,8 @@ def test_compact_summary_is_one_type() -> None:
 
 def test_one_filter_type() -> None:
     from callcov_provider.exceptions import InvalidRequestError
+    from callcov_provider.filters import ListFilters
     from callcov_provider.hooks import validation
-    from callcov_provider.models import ListFilters
 
     filters = ListFilters.checked(
         status_filter=AnalysisStatus.FAILED, agent_id="a1", contact_id="", search=None

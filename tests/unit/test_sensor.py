@@ -580,7 +580,7 @@ def test_every_mode_returns_the_same_shape_at_every_size(account: FakeAccount, s
     with_repeats = [*ids, ids[0], ids[1]]
     poked = sensor(analysis_id=with_repeats).execute(ctx())
     # The deferrable path: the event a trigger would send for this batch, then the completion method.
-    from callcov_provider.tracking import Waiter
+    from callcov_provider.waiting import Waiter
 
     waiter = Waiter(with_repeats, budget=None)
     waiter.restore(
@@ -602,7 +602,7 @@ def test_every_mode_returns_the_same_shape_at_every_size(account: FakeAccount, s
 def test_deferring_hands_the_waited_ids_to_the_completion_method(account: FakeAccount) -> None:
     from airflow.providers.common.compat.sdk import TaskDeferred
 
-    from callcov_provider.tracking import DEFERRAL_TIMEOUT_MARGIN
+    from callcov_provider.waiting import DEFERRAL_TIMEOUT_MARGIN
 
     account.add("a1")
     account.add("a2")
@@ -680,7 +680,7 @@ def test_reschedule_mode_finishes_a_batch_the_listings_cannot_see(account: FakeA
 def test_poke_mode_outlasts_failed_cycles_until_the_failure_rule_ends_it(
     account: FakeAccount, connection: Callable[..., None]
 ) -> None:
-    from callcov_provider.tracking import MAX_CONSECUTIVE_FAILURES, WaitFailedError
+    from callcov_provider.waiting import MAX_CONSECUTIVE_FAILURES, WaitFailedError
 
     connection(max_retries=0)
     account.add("a1", status="completed")
@@ -710,12 +710,12 @@ def test_poke_mode_outlasts_failed_cycles_until_the_failure_rule_ends_it(
 def test_a_429_in_poke_mode_is_waited_out_not_counted(
     account: FakeAccount, connection: Callable[..., None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import callcov_provider.tracking as tracking
+    import callcov_provider.waiting as waiting
     from callcov_provider.hooks.pacing import forget_pacers
 
     connection(max_retries=0)
     now = [time.time()]
-    monkeypatch.setattr(tracking, "time", type("T", (), {"time": staticmethod(lambda: now[0])}))
+    monkeypatch.setattr(waiting, "time", type("T", (), {"time": staticmethod(lambda: now[0])}))
     account.add("a1", status="completed")
     limited = {"count": 0}
 
@@ -744,7 +744,7 @@ def test_a_429_in_poke_mode_is_waited_out_not_counted(
 def test_reschedule_mode_counts_failed_pokes_across_processes(
     account: FakeAccount, connection: Callable[..., None]
 ) -> None:
-    from callcov_provider.tracking import MAX_CONSECUTIVE_FAILURES, WaitFailedError
+    from callcov_provider.waiting import MAX_CONSECUTIVE_FAILURES, WaitFailedError
 
     connection(max_retries=0)
     store = StateStore()
@@ -766,8 +766,8 @@ def test_reschedule_mode_counts_failed_pokes_across_processes(
 
 
 def test_an_event_with_summaries_names_every_failure_without_reading_back(account: FakeAccount) -> None:
-    from callcov_provider.tracking import Waiter
     from callcov_provider.triggers.analysis import EVENT_FAILURES_MAX, build_event
+    from callcov_provider.waiting import Waiter
 
     ids = [f"a{i:03d}" for i in range(2 * EVENT_FAILURES_MAX)]
     waiter = Waiter(ids)

@@ -407,10 +407,10 @@ async def test_a_long_rate_limit_is_waited_out_not_counted(
     expected_wait: float,
 ) -> None:
     """A 429 for longer than the hook's own retries last, twice the failure bound in a row: still success."""
-    import callcov_provider.tracking as tracking
+    import callcov_provider.waiting as waiting
 
     now = [time.time()]
-    monkeypatch.setattr(tracking, "time", SimpleNamespace(time=lambda: now[0]))
+    monkeypatch.setattr(waiting, "time", SimpleNamespace(time=lambda: now[0]))
     limit = AnalysisCompletedTrigger.max_consecutive_failures
     account.add("a1", "completed")
     account.add("a2", "completed")
@@ -445,10 +445,10 @@ async def test_a_long_rate_limit_is_waited_out_not_counted(
 async def test_the_deadline_still_ends_a_rate_limited_wait(
     setup: Callable[..., Any], account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import callcov_provider.tracking as tracking
+    import callcov_provider.waiting as waiting
 
     now = [time.time()]
-    monkeypatch.setattr(tracking, "time", SimpleNamespace(time=lambda: now[0]))
+    monkeypatch.setattr(waiting, "time", SimpleNamespace(time=lambda: now[0]))
     account.always = 429
     trigger, cycles, _ = setup(["a1", "a2"], poll_interval=5, end_time=now[0] + 1000)
     cycles.on_cycle = lambda _: now.__setitem__(0, now[0] + cycles.waits[-1])

@@ -8,8 +8,8 @@ from typing import Any
 
 import requests_mock as rm
 
+from callcov_provider.formats import MIB
 from callcov_provider.hooks.callcov import CallCovHook
-from callcov_provider.models import MIB
 from tests.unit.conftest import ANALYSIS_001, API
 
 FILE_SIZE = 90 * MIB

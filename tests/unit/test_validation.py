@@ -16,9 +16,10 @@ from callcov_provider.exceptions import (
     InvalidRequestError,
     PayloadTooLargeError,
 )
+from callcov_provider.formats import AUDIO_FORMATS
 from callcov_provider.hooks import validation
 from callcov_provider.hooks.callcov import CallCovHook
-from callcov_provider.models import AUDIO_FORMATS, CallDirection
+from callcov_provider.models import CallDirection
 from tests.unit.conftest import KEY, SIGNED_QUERY
 
 

@@ -11,7 +11,7 @@ import requests_mock as rm
 
 from callcov_provider.exceptions import AuthenticationError
 from callcov_provider.hooks.pacing import QuotaPacer
-from callcov_provider.tracking import DEFERRAL_TIMEOUT_MARGIN, MAX_CONSECUTIVE_FAILURES, WaitFailedError
+from callcov_provider.waiting import DEFERRAL_TIMEOUT_MARGIN, MAX_CONSECUTIVE_FAILURES, WaitFailedError
 from tests.unit.conftest import API
 from tests.unit.test_operators import SUBMIT_URL, FakeTime, StateStore, body, ctx, make_op
 
@@ -59,9 +59,9 @@ def test_worker_wait_ends_on_the_failure_rule(api: rm.Mocker, clock: FakeTime) -
 def test_worker_wait_waits_out_a_long_rate_limit(
     api: rm.Mocker, clock: FakeTime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import callcov_provider.tracking as tracking
+    import callcov_provider.waiting as waiting
 
-    monkeypatch.setattr(tracking, "time", clock)
+    monkeypatch.setattr(waiting, "time", clock)
     api.post(SUBMIT_URL, json=body("anl_1"), status_code=201)
     limited = [{"status_code": 429, "json": {"detail": "slow down"}, "headers": {"Retry-After": "900"}}]
     api.get(
@@ -84,9 +84,9 @@ def test_worker_wait_ends_at_once_on_an_authentication_error(api: rm.Mocker, clo
 def test_the_operator_defers_with_the_one_margin(api: rm.Mocker, monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.providers.common.compat.sdk import TaskDeferred
 
-    import callcov_provider.tracking as tracking
+    import callcov_provider.waiting as waiting
 
-    monkeypatch.setattr(tracking, "DEFERRAL_TIMEOUT_MARGIN", 123.0)
+    monkeypatch.setattr(waiting, "DEFERRAL_TIMEOUT_MARGIN", 123.0)
     api.post(SUBMIT_URL, json=body("anl_1"), status_code=201)
     api.get(f"{API}/analysis/anl_1", json=body("anl_1"))
     with pytest.raises(TaskDeferred) as info:
