@@ -25,7 +25,7 @@ from callcov_provider.reporting.charts import (
     bar_chart,
     line_chart,
 )
-from callcov_provider.reporting.tables import SCORECARDS_CSV, fmt_ces, fmt_pct, write_csv
+from callcov_provider.reporting.tables import SCORECARDS_CSV, fmt_ces, fmt_pct, trend_cells, write_csv
 from callcov_provider.reporting.tally import (
     METRIC_DEFINITIONS,
     SENTIMENTS,
@@ -205,19 +205,7 @@ def render_trend_html(trend: Sequence[Mapping[str, Any]]) -> str:
     :return: The HTML document.
     """
     days = sorted({str(entry.get("day", "")) for entry in trend})
-    rows = [
-        [
-            str(entry.get("day", "")),
-            str(entry.get("agent_id", "")),
-            str(entry.get("calls", 0)),
-            str(entry.get("completed", 0)),
-            str(entry.get("failed", 0)),
-            fmt_ces(entry.get("avg_customer_effort_score")),
-            fmt_pct(entry.get("compliance_rate")),
-            fmt_pct(entry.get("greeting_rate")),
-        ]
-        for entry in trend
-    ]
+    rows = [trend_cells(entry) for entry in trend]
     return (
         _environment()
         .get_template("trend.html")

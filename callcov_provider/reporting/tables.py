@@ -193,3 +193,17 @@ def format_table(report: DailyReport) -> str:
         lines.append(f"Failed or rejected calls: {len(failures)}")
         lines.extend(f"  {agent}: {reason}" for agent, reason in failures)
     return "\n".join(lines)
+
+
+def trend_cells(entry: Mapping[str, Any]) -> list[str]:
+    """One row of the weekly trend as text: day, agent, calls, done, failed, CES, compliance, greeting."""
+    return [
+        str(entry.get("day", "")),
+        str(entry.get("agent_id", "")),
+        str(entry.get("calls", 0)),
+        str(entry.get("completed", 0)),
+        str(entry.get("failed", 0)),
+        fmt_ces(entry.get("avg_customer_effort_score")),
+        fmt_pct(entry.get("compliance_rate")),
+        fmt_pct(entry.get("greeting_rate")),
+    ]

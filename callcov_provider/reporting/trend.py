@@ -12,11 +12,10 @@ from callcov_provider.reporting.tables import (
     SCORECARDS_CSV,
     clip,
     csv_safe,
-    fmt_ces,
     fmt_float,
-    fmt_pct,
     read_scorecards_csv,
     text_table,
+    trend_cells,
     write_rows,
 )
 from callcov_provider.reporting.tally import TOTAL_LABEL, number_or_none
@@ -107,19 +106,11 @@ def format_trend_table(trend: Sequence[Mapping[str, Any]]) -> str:
     :return: The table, lines joined with ``\\n``.
     """
     headers = ("day", "agent", "calls", "done", "failed", "CES", "compl", "greet")
-    rows = [
-        (
-            str(entry.get("day", "")),
-            clip(str(entry.get("agent_id", "")), 32),
-            str(entry.get("calls", 0)),
-            str(entry.get("completed", 0)),
-            str(entry.get("failed", 0)),
-            fmt_ces(entry.get("avg_customer_effort_score")),
-            fmt_pct(entry.get("compliance_rate")),
-            fmt_pct(entry.get("greeting_rate")),
-        )
-        for entry in trend
-    ]
+    rows = []
+    for entry in trend:
+        cells = trend_cells(entry)
+        cells[1] = clip(cells[1], 32)  # a log line, not a page: long agent ids are cut
+        rows.append(tuple(cells))
     return "\n".join(["CallCov weekly trend", *text_table(headers, rows, set(range(2, len(headers))))])
 
 
