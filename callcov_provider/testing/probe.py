@@ -45,7 +45,7 @@ def probe_audio(path: Path, audio_format: str, size: int) -> AudioProbe:
     Inspect the file at ``path``, whose format (``wav``, ``flac``, ``mp3``, ...) was already sniffed.
 
     :param path: The stored upload.
-    :param audio_format: The format name from :func:`callcov_provider.formats.sniff_audio_format`.
+    :param audio_format: The format name from :func:`callcov_provider.testing.sniff.sniff_audio_format`.
     :param size: The file's size in bytes.
     """
     try:

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from callcov_provider.exceptions import safe_url
-from callcov_provider.formats import AUDIO_FORMATS, audio_format_by_name
+from callcov_provider.formats import AUDIO_FORMATS
 from callcov_provider.models import AnalysisStatus
 from callcov_provider.testing.auth import KeyRing
 from callcov_provider.testing.clock import Clock, iso
@@ -33,6 +33,7 @@ from callcov_provider.testing.faults import FaultInjector
 from callcov_provider.testing.fields import Submission
 from callcov_provider.testing.probe import AudioProbe
 from callcov_provider.testing.ratelimit import RateLimiter
+from callcov_provider.testing.sniff import audio_format_by_name
 from callcov_provider.testing.store import (
     WEBHOOK_NONE,
     WEBHOOK_PENDING,

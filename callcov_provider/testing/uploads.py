@@ -24,15 +24,10 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from callcov_provider.exceptions import safe_url
-from callcov_provider.formats import (
-    AUDIO_FORMATS,
-    SNIFF_BYTES,
-    AudioFormat,
-    audio_format_by_name,
-    sniff_audio_format,
-)
+from callcov_provider.formats import AUDIO_FORMATS, AudioFormat
 from callcov_provider.testing import errors, safejson
 from callcov_provider.testing.errors import ApiError
+from callcov_provider.testing.sniff import SNIFF_BYTES, audio_format_by_name, sniff_audio_format
 
 #: Largest form field (``metadata`` JSON and the like) or JSON body accepted.
 MAX_FIELD_BYTES = 256 * 1024
