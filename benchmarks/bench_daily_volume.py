@@ -258,7 +258,11 @@ def run(quick: bool, repeats: int) -> RowResult:
             started = time.monotonic()
             runs[name] = _run_day(dag_id, calls, quota, requests_quota, Path(tmp) / name)
             print(f"   {name}: {runs[name]} in {time.monotonic() - started:.0f}s", flush=True)
+    return summarise(runs)
 
+
+def summarise(runs: dict[str, DayRun], note: str = "") -> RowResult:
+    """The row's figures and details from the three runs (``batch``, ``per_call``, ``default_quota``)."""
     batch, per_call, small = runs["batch"], runs["per_call"], runs["default_quota"]
     bound = 1.15 * batch.ideal + 30.0
     # The last accepted submission uses one quota interval too: n calls at the quota take n intervals.
@@ -335,5 +339,6 @@ def run(quick: bool, repeats: int) -> RowResult:
         "but the last is the per-call DAG at "
         f"{per_call.calls} calls (the most one mapped task can do); the emulator answered 429s as the "
         "documentation shows them (no Retry-After, the wait only in the message).",
+        *([note] if note else []),
     ]
     return RowResult("7", "a day of calls through real Airflow processes at the quota", figures, details)

@@ -79,13 +79,13 @@ NOTES = {
         "and never learns of some analyses it created."
     ),
     "7": (
-        "Measured while seven other sessions ran test suites on the same 2 cores (load average 5 to 7), "
-        "so Airflow's own scheduling was slow: of the batch run's wall time, the submission phase (first "
-        "submission to last acceptance) is the part the quota bounds, and it beat the ideal because the "
-        "run began inside a quota window; the rest is scheduling 12 task instances, the deferred wait, "
-        "the listing and the report. The per-call DAG spends a worker process per call: 23x the CPU, and "
-        "four times the quota-bound ideal. The 429s are the in-flight submissions that meet each "
-        "window's end before the pacer has learnt the quota."
+        "The batch operator, mapped over 8 chunks of 250, submits 2,000 calls at the quota: its submission "
+        "phase (first submission to last acceptance) is what the quota bounds, and it can beat calls / quota "
+        "because a run starts inside a quota window, whose remainder it may use at once. The 429s are the "
+        "in-flight submissions that meet a window's end before a chunk's pacer has seen a whole window and "
+        "learnt the quota; each chunk's process learns it again. The per-call DAG spends one worker "
+        "process per call: 25x the Airflow CPU per call, 167x the task instances, and on SQLite it can lock "
+        "its metadata database (it did in one of the two runs)."
     ),
     "8": (
         "On Airflow 3.3+ the 500 `AnalysisCompletedTrigger`s declare one `shared_stream_key` (connection, "
