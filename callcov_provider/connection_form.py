@@ -165,6 +165,11 @@ def _choices(name: str) -> list[str] | None:
     return [str(choice) for choice in choices] if isinstance(choices, list) else None
 
 
+def default_text(value: Any) -> str:
+    """An extra's default as the form shows it: ``true``/``false`` for a flag, else its text."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 #: JSON-schema types of the Python types the extras use.
 _JSON_TYPES: dict[Any, str] = {str: "string", float: "number", int: "integer", bool: "boolean"}
 
@@ -173,6 +178,10 @@ def _conn_field(name: str) -> dict[str, Any]:
     """One extra of :class:`ConnectionExtras` as a ``conn-fields`` entry (no default: see the module)."""
     field = ConnectionExtras.model_fields[name]
     choices = _choices(name)
+    if field.annotation is bool:
+        # A choice, not a switch: the UI draws a boolean as a switch that looks "off" while unset, and the
+        # default here is on.
+        choices = ["true", "false"]
     kind = "string" if choices else _JSON_TYPES[field.annotation]
     schema: dict[str, Any] = {"type": [kind, "null"]}
     if choices:
@@ -182,8 +191,11 @@ def _conn_field(name: str) -> dict[str, Any]:
         if minimum is not None and kind == "integer":
             schema["minimum"] = minimum
     entry: dict[str, Any] = {"label": field.title or name}
-    if field.description:
-        entry["description"] = field.description
+    # The UI shows no placeholder for an extra: the description names the default instead.
+    default = default_text(field.default)
+    entry["description"] = (
+        f"{field.description} Default: {default}." if field.description else f"Default: {default}."
+    )
     entry["schema"] = schema
     return entry
 
@@ -193,8 +205,7 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {name: _conn_field(name) for name in Co
 
 #: The defaults of :class:`ConnectionExtras`, as the form shows them (text).
 EXTRA_DEFAULTS: dict[str, str] = {
-    name: str(field.default).lower() if isinstance(field.default, bool) else str(field.default)
-    for name, field in ConnectionExtras.model_fields.items()
+    name: default_text(field.default) for name, field in ConnectionExtras.model_fields.items()
 }
 
 #: Which standard fields to hide, relabel and fill with placeholders.

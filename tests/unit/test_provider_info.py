@@ -59,7 +59,10 @@ def test_connection_form_widgets_carry_every_callcov_field(manager) -> None:  # 
         assert auth.field["schema"]["enum"] == ["api_key", "bearer"]
         # No pre-filled value: it would be saved into every connection. The default is a placeholder.
         assert auth.field["value"] is None
-        assert retry_posts.field["schema"]["type"] == ["boolean", "null"]
+        # A choice that can stay unset, not a switch that looks "off" while the default is on.
+        assert retry_posts.field["schema"]["type"] == ["string", "null"]
+        assert retry_posts.field["schema"]["enum"] == ["true", "false"]
+        assert retry_posts.field["description"].endswith("Default: true.")
     else:
         # Airflow 2.11, 3.0 and 3.1 call the hook's get_connection_form_widgets(): wtforms fields, filed
         # under the hook's bare class name.
