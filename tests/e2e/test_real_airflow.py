@@ -51,9 +51,13 @@ def test_connection_form_metadata_is_served(stack: Stack) -> None:
     assert standard["host"]["title"] == UI_FIELD_BEHAVIOUR["relabeling"]["host"] == "API base URL"
     assert standard["password"]["title"] == UI_FIELD_BEHAVIOUR["relabeling"]["password"]
     assert standard["host"]["placeholder"] == UI_FIELD_BEHAVIOUR["placeholders"]["host"]
-    for name in ("url_schema", "port", "login"):
+    for name in ("url_schema", "login"):
         assert standard[name] is not None, name
         assert standard[name]["hidden"] is True, (name, standard[name])
+    # The port stays visible (optional, placeholder 443): Airflow 3.3.2's Test button needs one.
+    assert not (standard["port"] or {}).get("hidden")
+    assert standard["port"]["title"] == UI_FIELD_BEHAVIOUR["relabeling"]["port"]
+    assert standard["port"]["placeholder"] == "443"
     assert not (standard["host"] or {}).get("hidden")
     assert not (standard["password"] or {}).get("hidden")
 
