@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -15,8 +15,10 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 from callcov_provider.constants import DEFAULT_CONN_ID
 from callcov_provider.exceptions import AuthenticationError, CallCovError, InvalidRequestError, safe_url
 from callcov_provider.operators.submission import CALL_FIELDS, call_key, submit_call
+from callcov_provider.redaction import redact_url
 
 if TYPE_CHECKING:
+    import jinja2
     from airflow.providers.common.compat.sdk import Context
 
     from callcov_provider.hooks.callcov import CallCovHook
@@ -55,6 +57,28 @@ def call_outcome(
         "contact_id": call.get("contact_id"),
         "recording": recording,
     }
+
+
+#: The fields of a call that may be signed URLs, with a token in their query string or user info.
+URL_FIELDS = ("audio_url", "webhook_url")
+
+
+def calls_without_url_secrets(calls: Any) -> Any:
+    """
+    ``calls`` with each call's ``audio_url`` and ``webhook_url`` redacted (query string, fragment and user
+    info removed); anything that is not a list of dicts is returned as it is.
+    """
+    if isinstance(calls, (Mapping, str, bytes)) or not isinstance(calls, Sequence):
+        return calls
+    return [
+        {
+            name: redact_url(value) if name in URL_FIELDS and isinstance(value, str) else value
+            for name, value in call.items()
+        }
+        if isinstance(call, Mapping)
+        else call
+        for call in calls
+    ]
 
 
 def analysis_ids_from(value: Any) -> list[Any]:
@@ -149,6 +173,8 @@ class SubmitAnalysisBatchOperator(BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.calls = calls
+        # The rendered calls with their signed URLs intact, when ``calls`` itself shows them redacted.
+        self._calls_to_submit: Any = None
         self.max_in_flight = max_in_flight
         self.progress_interval = progress_interval
         self.callcov_conn_id = callcov_conn_id
@@ -160,10 +186,35 @@ class SubmitAnalysisBatchOperator(BaseOperator):
 
         return CallCovHook(self.callcov_conn_id)
 
+    def _do_render_template_fields(
+        self,
+        parent: Any,
+        template_fields: Iterable[str],
+        context: Context,
+        jinja_env: jinja2.Environment,
+        seen_oids: set[int],
+    ) -> None:
+        """
+        Render the templated fields, then show ``calls`` with their signed URLs redacted.
+
+        Airflow stores the rendered fields (and shows them in the UI) right after rendering. A batch holds
+        thousands of signed URLs, too many for the secrets masker (it recompiles one pattern of all its
+        secrets on every addition: minutes for a day's batch), so ``calls`` itself is replaced by its
+        redacted copy and the task submits the rendered original, kept aside. Rendering the redacted copy
+        again (an email or a callback that re-renders) changes nothing and keeps the original.
+        """
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        if parent is self:
+            rendered = self.calls
+            shown = calls_without_url_secrets(rendered)
+            if shown != rendered:
+                self._calls_to_submit = rendered
+                self.calls = shown
+
     # -- checks ------------------------------------------------------------------------------------------
 
     def _checked_calls(self) -> list[Any]:
-        calls = self.calls
+        calls = self.calls if self._calls_to_submit is None else self._calls_to_submit
         if isinstance(calls, (Mapping, str, bytes)) or not isinstance(calls, Sequence):
             raise AirflowFailException(
                 f"calls must be a list of dicts (one per call), got {type(calls).__name__}"

@@ -5,6 +5,8 @@ The calls (non-secret: agent, contact, file name) arrive in the run's conf; each
 at render time from two Airflow variables, the storage base URL and the signature (a SAS-style query
 string), which a deployment keeps in its secrets backend (the test sets them in the environment). The
 rest is the daily batch: a deferrable batch sensor, the list of completed analyses and the scorecards.
+Beside it, ``submit_batch`` sends the same recordings (fixed names, ``call_0.wav`` ...) in one batch task
+whose calls are templated the same way.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import pendulum
 from airflow.providers.common.compat.sdk import DAG, TriggerRule, task
 
+from callcov_provider.operators.batch import SubmitAnalysisBatchOperator
 from callcov_provider.operators.list_analyses import ListAnalysesOperator
 from callcov_provider.operators.submit import SubmitAnalysisOperator
 from callcov_provider.sensors.analysis import AnalysisCompletedSensor
@@ -26,6 +29,10 @@ POLL_INTERVAL = float(os.environ.get("CALLCOV_POLL_INTERVAL", "30"))
 SIGNED_AUDIO_URL = (
     "{{ var.value.callcov_audio_base }}/{{ task.metadata['source_file'] }}?{{ var.value.callcov_audio_sas }}"
 )
+
+#: The recordings ``submit_batch`` sends, by file name: the first four the test's storage serves.
+BATCH_FILES = [f"call_{i}.wav" for i in range(4)]
+SIGNED_BATCH_URL = "{{ var.value.callcov_audio_base }}/%s?{{ var.value.callcov_audio_sas }}"
 
 with DAG(
     dag_id="reliability_secrets",
@@ -89,4 +96,12 @@ with DAG(
         return paths
 
     wait >> completed
+
+    SubmitAnalysisBatchOperator(
+        task_id="submit_batch",
+        calls=[
+            {"agent_id": "agent_batch", "contact_id": f"batch_{i}", "audio_url": SIGNED_BATCH_URL % name}
+            for i, name in enumerate(BATCH_FILES)
+        ],
+    )
     report(discovered, wait.output, completed.output)

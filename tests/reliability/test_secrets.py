@@ -156,6 +156,9 @@ def test_key_and_signed_url_token_leak_nowhere(
     assert result.state == "success", result.states
     assert result.states[("submit", GOOD_CALLS)] == "failed"
     assert [s["status"] for s in result.xcom("wait_for_analyses")] == ["completed"] * GOOD_CALLS
+    # The batch task sent the same recordings by their signed URLs, all accepted.
+    assert result.states[("submit_batch", -1)] == "success"
+    assert [o["error"] for o in result.xcom("submit_batch")] == [None] * GOOD_CALLS
     # The token was needed: the storage served each good call to the signed request only.
     signed = [p for p in audio_server.seen if p.endswith(f"sig={token}")]
     assert len(signed) == len(audio_server.seen) >= GOOD_CALLS + 1
@@ -181,10 +184,13 @@ def test_key_and_signed_url_token_leak_nowhere(
     assert occurrences(key, dump) == 0
     assert occurrences(token, dump) == 0
     # The signed URL was rendered and stored, with its signature masked.
-    urls = [json.loads(row[0]).get("audio_url") for row in rendered]
-    urls = [u for u in urls if u]
+    fields = [json.loads(row[0]) for row in rendered]
+    urls = [f["audio_url"] for f in fields if f.get("audio_url")]
     assert len(urls) == GOOD_CALLS + 1
     assert all(u.startswith(audio_base) and u.endswith("?***") for u in urls), urls
+    # The batch's calls were rendered and stored with each URL's query string redacted.
+    batch_urls = [c["audio_url"] for f in fields for c in f.get("calls") or []]
+    assert batch_urls == [f"{audio_base}/call_{i}.wav?<redacted>" for i in range(GOOD_CALLS)], batch_urls
     # The emulator: request log, analyses, its own output.
     for name, text in {
         "request log": request_log,

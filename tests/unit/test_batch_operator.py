@@ -221,6 +221,38 @@ def test_the_calls_argument_is_templated() -> None:
     assert "calls" in SubmitAnalysisBatchOperator.template_fields
 
 
+def test_rendered_calls_show_no_url_token_and_the_signed_urls_are_sent(
+    api: rm.Mocker, make_hook: Callable[..., CallCovHook]
+) -> None:
+    import jinja2
+
+    fake = FakeAPI()
+    api.post(SUBMIT_URL, json=fake)
+    calls = [
+        url_call(0, webhook_url="https://user:pw@hooks.example.test/cb?token=whk_secret0#frag"),
+        {**url_call(1), "audio_url": "https://storage.example.test/{{ params.day }}/c1.wav?sig=tok_secret1"},
+    ]
+    op = make_batch(make_hook, calls)
+    op.render_template_fields({"params": {"day": "2026-12-03"}}, jinja2.Environment())  # type: ignore[arg-type]
+    # What Airflow stores as the rendered field, and shows in the UI.
+    shown = json.dumps(op.calls)
+    for secret in ("X-Amz-Signature", "whk_secret0", "user:pw", "frag", "tok_secret1"):
+        assert secret not in shown
+    assert op.calls[1]["audio_url"] == "https://storage.example.test/2026-12-03/c1.wav?<redacted>"
+    assert op.calls[0]["webhook_url"] == "https://hooks.example.test/cb?<redacted>"
+    # A second rendering (a callback, an email) keeps the originals to submit.
+    op.render_template_fields({"params": {"day": "2026-12-03"}}, jinja2.Environment())  # type: ignore[arg-type]
+
+    outcomes = op.execute(ctx(FakeTI()))
+    assert [o["error"] for o in outcomes] == [None, None]
+    sent = [json.loads(r.body) for r in posts(api)]
+    assert sorted(body["audio_url"] for body in sent) == [
+        "https://storage.example.test/2026-12-03/c1.wav?sig=tok_secret1",
+        "https://storage.example.test/day/c0.wav?X-Amz-Signature=s0",
+    ]
+    assert any(body.get("webhook_url", "").endswith("?token=whk_secret0#frag") for body in sent)
+
+
 def test_analysis_ids_from_batch_outcomes() -> None:
     chunk_a = [{"analysis_id": "a1", "error": None}, {"analysis_id": None, "error": "refused"}]
     chunk_b = [{"analysis_id": "b1", "error": None}]
