@@ -168,7 +168,7 @@ def dstack(request: pytest.FixtureRequest) -> Iterator[DistributedStack]:
                     "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.distributed.hostname.component_name",
                     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.sqlalchemy_url,
                     "AIRFLOW__CELERY__BROKER_URL": redis.url,
-                    "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://airflow@127.0.0.1:{postgres.port}/airflow",
+                    "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{postgres.sqlalchemy_url}",
                     "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
                     "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
                     "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
