@@ -106,6 +106,39 @@ class RunResult:
         return [outcome for i in indexes for outcome in self.xcom(task_id, map_index=i)]
 
 
+def activate_outlet_assets(dag: Any) -> None:
+    """
+    Register the DAG's outlet assets as active, as the DAG processor does when it parses the DAG file.
+
+    Airflow 3.0's ``dag.test()`` does not (2.11 has no such check; 3.3 registers them itself), so there a
+    task with an asset outlet fails with ``AirflowInactiveAssetInInletOrOutletException``.
+    """
+    from airflow.models.asset import AssetActive, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        for task in dag.tasks:
+            for asset in task.outlets:
+                model = session.query(AssetModel).filter_by(name=asset.name, uri=asset.uri).one_or_none()
+                if model is None:
+                    model = AssetModel.from_public(asset)
+                    session.add(model)
+                    session.flush()
+                if session.query(AssetActive).filter_by(name=asset.name, uri=asset.uri).one_or_none() is None:
+                    session.add(AssetActive.for_asset(model))
+
+
 def run_dag(dag: Any, **kwargs: Any) -> RunResult:
-    """Run ``dag.test()`` and collect what it left in the metadata database."""
+    """
+    Run ``dag.test()`` and collect what it left in the metadata database.
+
+    The same call on every supported Airflow: the run's date is ``logical_date`` (Airflow 2 calls it
+    ``execution_date``), and on 3.0 the DAG's outlet assets are registered first.
+    """
+    from callcov_provider.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_1_PLUS
+
+    if not AIRFLOW_V_3_0_PLUS and "logical_date" in kwargs:
+        kwargs["execution_date"] = kwargs.pop("logical_date")
+    if AIRFLOW_V_3_0_PLUS and not AIRFLOW_V_3_1_PLUS:
+        activate_outlet_assets(dag)
     return RunResult(dag.test(**kwargs))

@@ -38,12 +38,18 @@ def lineage_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
         if hasattr(value, "cache_clear"):
             value.cache_clear()
     assert not ol_conf.is_disabled()
-    from airflow.sdk.listener import get_listener_manager as get_task_listener_manager
-
-    # The scheduler side (dag runs) and the task runner (task instances) each have a listener manager;
-    # both may have been built, without OpenLineage, by an earlier test in this process.
+    # On Airflow 3 the scheduler side (dag runs) and the task runner (task instances) each have a listener
+    # manager; both may have been built, without OpenLineage, by an earlier test in this process. Airflow 2
+    # has one.
+    found = [get_listener_manager()]
+    try:
+        from airflow.sdk.listener import get_listener_manager as get_task_listener_manager
+    except ImportError:
+        pass
+    else:
+        found.append(get_task_listener_manager())
     listener = get_openlineage_listener()
-    managers = {id(m): m for m in (get_listener_manager(), get_task_listener_manager())}.values()
+    managers = {id(m): m for m in found}.values()
     added = []
     for manager in managers:
         if not manager.pm.is_registered(listener):

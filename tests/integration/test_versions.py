@@ -22,7 +22,7 @@ from callcov_provider.links import CallCovAnalysisLink
 from callcov_provider.testing.audio import write_wav
 from callcov_provider.testing.server import EmulatorHandle
 from callcov_provider.triggers.analysis import AnalysisCompletedTrigger
-from callcov_provider.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_1_PLUS
+from callcov_provider.version_compat import AIRFLOW_V_3_0_PLUS
 from tests.integration.conftest import DAGS_DIR, load_dag, run_dag
 from tests.integration.test_dag_runs import make_calls
 
@@ -112,36 +112,14 @@ def test_templated_single_submission_and_its_link(
     assert link_urls(result, dag, [-1]) == [result.xcom("submit", key="callcov_analysis_url")]
 
 
-def activate_outlet_assets(dag: Any) -> None:
-    """
-    Register the DAG's outlet assets as active, as the DAG processor does when it parses the DAG file.
-
-    Airflow 3.0's ``dag.test()`` does not (2.11 has no such check; 3.3 registers them itself), so there a
-    task with an asset outlet fails with ``AirflowInactiveAssetInInletOrOutletException``.
-    """
-    from airflow.models.asset import AssetActive, AssetModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        for task in dag.tasks:
-            for asset in task.outlets:
-                model = session.query(AssetModel).filter_by(name=asset.name, uri=asset.uri).one_or_none()
-                if model is None:
-                    model = AssetModel.from_public(asset)
-                    session.add(model)
-                    session.flush()
-                if session.query(AssetActive).filter_by(name=asset.name, uri=asset.uri).one_or_none() is None:
-                    session.add(AssetActive.for_asset(model))
-
-
 def test_example_daily_batch_dag_runs(
     connected: EmulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """
     The example daily batch DAG, end to end: its report task's outlet is an ``Asset`` on Airflow 3 and a
     ``Dataset`` on 2.11. ``dag.test()`` takes the run's date as ``logical_date`` on Airflow 3 and as
-    ``execution_date`` on 2.11; on 3.3+ the DAG must live in the DAGs folder, hence the copy there; on
-    3.0 the asset must be registered first (see :func:`activate_outlet_assets`).
+    ``execution_date`` on 2.11 (``run_dag`` translates); on 3.3+ the DAG must live in the DAGs folder,
+    hence the copy there; on 3.0 the asset must be registered first (``run_dag`` does it).
     """
     example = DAGS_DIR.parents[1] / "example_dags" / "callcov_daily_batch.py"
     assert filecmp.cmp(example, DAGS_DIR / "callcov_daily_batch.py", shallow=False), (
@@ -163,11 +141,8 @@ def test_example_daily_batch_dag_runs(
     dag = load_dag("callcov_daily_batch.py", "callcov_daily_batch")
     outlet = dag.get_task("report").outlets[0]
     assert type(outlet).__name__ == ("Asset" if AIRFLOW_V_3_0_PLUS else "Dataset")
-    if AIRFLOW_V_3_0_PLUS and not AIRFLOW_V_3_1_PLUS:
-        activate_outlet_assets(dag)
-    date_kwarg = "logical_date" if AIRFLOW_V_3_0_PLUS else "execution_date"
     conf = {"root": str(tmp_path / "recordings"), "reports_root": str(tmp_path / "reports")}
-    result = run_dag(dag, run_conf=conf, **{date_kwarg: when})
+    result = run_dag(dag, run_conf=conf, logical_date=when)
     assert result.state == "success", result.states
     assert [s["status"] for s in result.xcom("wait_for_analyses")] == ["completed"] * 3
     paths = result.xcom("report")
