@@ -133,12 +133,17 @@ def run_dag(dag: Any, **kwargs: Any) -> RunResult:
     Run ``dag.test()`` and collect what it left in the metadata database.
 
     The same call on every supported Airflow: the run's date is ``logical_date`` (Airflow 2 calls it
-    ``execution_date``), and on 3.0 the DAG's outlet assets are registered first.
+    ``execution_date``), a run of the same date may already exist, and on 3.0 the DAG's outlet assets
+    are registered first.
     """
     from callcov_provider.version_compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_1_PLUS
 
-    if not AIRFLOW_V_3_0_PLUS and "logical_date" in kwargs:
-        kwargs["execution_date"] = kwargs.pop("logical_date")
+    if not AIRFLOW_V_3_0_PLUS:
+        if "logical_date" in kwargs:
+            kwargs["execution_date"] = kwargs.pop("logical_date")
+        # 2.11's dag.test() deletes an earlier run of the same date; the delete cascades to the run's note,
+        # whose foreign key names FAB's user table, which SQLAlchemy must know: its models define it.
+        importlib.import_module("airflow.providers.fab.auth_manager.models")
     if AIRFLOW_V_3_0_PLUS and not AIRFLOW_V_3_1_PLUS:
         activate_outlet_assets(dag)
     return RunResult(dag.test(**kwargs))
