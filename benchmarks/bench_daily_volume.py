@@ -202,12 +202,10 @@ def _run_day(dag_id: str, calls: int, quota: int, requests_quota: int, work: Pat
 
             run = wait_for(f"{dag_id} to finish", finished, 3600, interval=2)
             cpu = _airflow_cpu(airflow) - cpu_before
-            tis = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
-            task_instances = int(tis.json()["total_entries"])
-            phases = _phases(tis.json()["task_instances"])
-            unsuccessful = sorted(
-                {ti["task_id"] for ti in tis.json()["task_instances"] if ti.get("state") != "success"}
-            )
+            every_ti = _task_instances(api, dag_id, run_id)
+            task_instances = len(every_ti)
+            phases = _phases(every_ti)
+            unsuccessful = sorted({ti["task_id"] for ti in every_ti if ti.get("state") != "success"})
             log = emulator.control.requests(method="POST")
             analyses = len(emulator.control.analyses())
         finally:
@@ -230,6 +228,19 @@ def _run_day(dag_id: str, calls: int, quota: int, requests_quota: int, work: Pat
         state=str(run["state"]) + (f" (not successful: {', '.join(unsuccessful)})" if unsuccessful else ""),
         phases=phases,
     )
+
+
+def _task_instances(api: Any, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    """Every task instance of the run, page by page (the API answers at most 100 at a time)."""
+    found: list[dict[str, Any]] = []
+    while True:
+        page = api.get(
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+            params={"limit": 100, "offset": len(found)},
+        ).json()
+        found.extend(page["task_instances"])
+        if not page["task_instances"] or len(found) >= page["total_entries"]:
+            return found
 
 
 def _phases(task_instances: list[dict[str, Any]]) -> dict[str, float]:

@@ -84,8 +84,8 @@ NOTES = {
         "because a run starts inside a quota window, whose remainder it may use at once. The 429s are the "
         "in-flight submissions that meet a window's end before a chunk's pacer has seen a whole window and "
         "learnt the quota; each chunk's process learns it again. The per-call DAG spends one worker "
-        "process per call: 25x the Airflow CPU per call, 167x the task instances, and on SQLite it can lock "
-        "its metadata database (it did in one of the two runs)."
+        "process per call: 32x the Airflow CPU per call, 167x the task instances, and on SQLite it can lock "
+        "its metadata database (it did in an earlier run, whose scheduler died with 'database is locked')."
     ),
     "8": (
         "On Airflow 3.3+ the 500 `AnalysisCompletedTrigger`s declare one `shared_stream_key` (connection, "
