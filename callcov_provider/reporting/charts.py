@@ -75,30 +75,26 @@ CUSTOMER_EFFORT = Metric(
     good=2.0,
     fair=3.0,
 )
-COMPLIANCE = Metric(
-    key="compliance_rate",
-    title="Compliance rate (share of compliant calls; higher is better)",
-    low=0.0,
-    high=1.0,
-    lower_is_better=False,
-    fmt=fmt_pct,
-    ticks=(0, 0.25, 0.5, 0.75, 1),
-    tick_fmt=lambda tick: f"{tick * 100:.0f}%",
-    good=0.9,
-    fair=0.7,
-)
-GREETING = Metric(
-    key="greeting_rate",
-    title="Greeting rate (share of calls with a greeting; higher is better)",
-    low=0.0,
-    high=1.0,
-    lower_is_better=False,
-    fmt=fmt_pct,
-    ticks=(0, 0.25, 0.5, 0.75, 1),
-    tick_fmt=lambda tick: f"{tick * 100:.0f}%",
-    good=0.9,
-    fair=0.7,
-)
+
+
+def share_metric(key: str, title: str) -> Metric:
+    """A share of calls (0 to 100%, higher is better): good from 90%, fair from 70%."""
+    return Metric(
+        key=key,
+        title=title,
+        low=0.0,
+        high=1.0,
+        lower_is_better=False,
+        fmt=fmt_pct,
+        ticks=(0, 0.25, 0.5, 0.75, 1),
+        tick_fmt=lambda tick: f"{tick * 100:.0f}%",
+        good=0.9,
+        fair=0.7,
+    )
+
+
+COMPLIANCE = share_metric("compliance_rate", "Compliance rate (share of compliant calls; higher is better)")
+GREETING = share_metric("greeting_rate", "Greeting rate (share of calls with a greeting; higher is better)")
 #: The colour key of the bars, as the daily page states it.
 BAND_LEGEND = (
     "Bar colours: green good (effort 2 or less, rates 90 % or more), amber fair (effort up to 3, rates "
